@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (set up, then run the pipeline) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TOKENIZERS_PARALLELISM := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test test-fast clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# torch first from its exact pin (a looser spec pulls a multi-GB CUDA build), then the lock with torch constrained.
+$(STAMP): requirements.lock constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.lock -c constraints.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv from nothing (idempotent)
+
+run: setup  ## run the continual-learning pipeline on the embedded defaults
+	$(BIN)/python -m mllmcl run
+
+test: setup  ## run the whole test suite (slow end-to-end tests included)
+	$(BIN)/python -m pytest -q
+
+test-fast: setup  ## skip the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:  ## remove generated data, models and reports (not the venv)
+	rm -rf data/tasks models reports metrics

@@ -1,0 +1,3 @@
+from mllmcl.cli import main
+
+raise SystemExit(main())
