@@ -1,0 +1,1 @@
+"""Sub-commands of the `mllmcl` CLI; each module exposes `register(subparsers)`."""

@@ -1,0 +1,225 @@
+"""The MLLM-based router of MR-LoRA: a LoRA on the same base that reads the request (image + question) and a
+pool of experts (a letter and a description each) and answers with a letter. Trained on a small replay
+set of every task so far plus text-only questions labelled "base"; an illegal letter or a low confidence
+routes to the base model (open set), never to a random expert."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mllmcl import records as rec_io
+from mllmcl.batching import Encoded, collate, encode, open_image
+from mllmcl.errors import UserError
+from mllmcl.model import Prompting
+
+ROUTER_DIR = Path("models/router")
+POOL_FILE = "pool.json"
+STATS_FILE = "router_stats.json"
+BASE = "base"
+BASE_LETTER = "Z"
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    letter: str
+    task: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Route:
+    task: str  # an expert's task name, or "base"
+    letter: str | None
+    confidence: float
+    raw: str
+
+
+def task_description(data_root: Path, task: str) -> str:
+    meta = rec_io.task_dir(data_root, task) / "meta.json"
+    if meta.exists():
+        desc = json.loads(meta.read_text()).get("description")
+        if desc:
+            return str(desc)
+    return task
+
+
+def build_pool(tasks: Sequence[str], data_root: Path) -> list[PoolEntry]:
+    if len(tasks) >= 26:
+        raise UserError(f"the router's pool holds at most 25 experts, got {len(tasks)} tasks")
+    entries = [PoolEntry(string.ascii_uppercase[i], t, task_description(data_root, t)) for i, t in enumerate(tasks)]
+    return entries + [PoolEntry(BASE_LETTER, BASE, "anything else, and questions without an image")]
+
+
+def router_question(pool: Sequence[PoolEntry], question: str) -> str:
+    lines = [f"{e.letter}: {e.description}" for e in pool]
+    return "Models: " + " ; ".join(lines) + f" . Request: {question} Which model? Answer with its letter."
+
+
+def _letter_of(piece: str, legal: set[str]) -> str | None:
+    m = re.search(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", piece)
+    return m.group(1) if m and m.group(1) in legal else None
+
+
+class Router:
+    """Routes requests with the 'router' adapter of a PeftModel."""
+
+    def __init__(self, model, prompting: Prompting, pool: Sequence[PoolEntry], *, min_confidence: float = 0.5,
+                 text_only_to_base: bool = False, adapter: str = "router"):
+        self.model, self.prompting, self.pool = model, prompting, list(pool)
+        self.min_confidence, self.text_only_to_base, self.adapter = min_confidence, text_only_to_base, adapter
+        self.by_letter = {e.letter: e.task for e in self.pool}
+
+    def encode(self, image, question: str) -> Encoded:
+        return encode(self.prompting, router_question(self.pool, question), image)
+
+    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
+        """requests: (PIL image or None, question) pairs."""
+        import torch
+
+        routes: list[Route | None] = [None] * len(requests)
+        todo = []
+        for i, (image, question) in enumerate(requests):
+            if image is None and self.text_only_to_base:
+                routes[i] = Route(BASE, None, 1.0, "(text-only: sent to base)")
+            else:
+                todo.append(i)
+        if todo:
+            self.model.set_adapter(self.adapter)
+            tok = self.prompting.tokenizer
+            legal = set(self.by_letter)
+            device = next(self.model.parameters()).device
+            with torch.inference_mode():
+                for start in range(0, len(todo), batch_size):
+                    idx = todo[start : start + batch_size]
+                    batch = collate([self.encode(*requests[i]) for i in idx], tok.pad_token_id)
+                    batch.pop("labels")
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    out = self.model.generate(**batch, max_new_tokens=3, do_sample=False, output_scores=True,
+                                              return_dict_in_generate=True, pad_token_id=tok.pad_token_id,
+                                              eos_token_id=tok.eos_token_id)
+                    width = batch["input_ids"].shape[1]
+                    gen = out.sequences[:, width:]
+                    probs = [torch.softmax(s.float(), dim=-1) for s in out.scores]
+                    for row, i in enumerate(idx):
+                        routes[i] = self._decide(gen[row], probs, row, legal)
+        return routes  # type: ignore[return-value]
+
+    def _decide(self, tokens, probs, row: int, legal: set[str]) -> Route:
+        tok = self.prompting.tokenizer
+        raw = tok.decode(tokens, skip_special_tokens=True)
+        for step, token in enumerate(tokens.tolist()):
+            letter = _letter_of(tok.decode([token]), legal)
+            if letter:
+                conf = float(probs[step][row, token])
+                if conf < self.min_confidence:
+                    return Route(BASE, letter, conf, raw)
+                return Route(self.by_letter[letter], letter, conf, raw)
+        return Route(BASE, None, 0.0, raw)
+
+
+def replay_set(tasks: Sequence[str], data_root: Path, split: str, per_task: int, seed: int) -> list[tuple[str, dict]]:
+    """A fixed sample of each task's records (the router's replay memory), as (label, record)."""
+    out = []
+    for task in tasks:
+        records = rec_io.read_records(rec_io.task_dir(data_root, task) / f"{split}.jsonl")
+        rng = random.Random(f"{seed}-{task}-{split}")
+        picked = rng.sample(records, min(per_task, len(records)))
+        out.extend((task, r) for r in picked)
+    return out
+
+
+def _encode_labelled(prompting, pool, labelled, data_root, with_answers: bool) -> list[Encoded]:
+    letter = {e.task: e.letter for e in pool}
+    out = []
+    for label, rec in labelled:
+        folder = rec_io.task_dir(data_root, rec.get("_task", label))
+        image = open_image(folder / rec["image"]) if rec.get("image") else None
+        question = router_question(pool, rec["question"])
+        out.append(encode(prompting, question, image, letter[label] if with_answers else None))
+    return out
+
+
+def _labelled_sets(tasks, data_root: Path, cfg: dict, split: str, per_task: int, base_per_split: int):
+    labelled = replay_set(tasks, data_root, split, per_task, int(cfg.get("seed", 0)))
+    language = replay_set([cfg.get("base_suite", "language")], data_root, split, base_per_split, int(cfg.get("seed", 0)))
+    labelled += [(BASE, {**rec, "_task": task}) for task, rec in language]
+    return labelled
+
+
+def train_router(tasks: Sequence[str], params: dict, root: Path = Path(".")) -> dict:
+    from peft import get_peft_model
+
+    from mllmcl.adapters import lora_config, save_adapter
+    from mllmcl.model import load_base, resolve_base, set_threads
+    from mllmcl.training import TrainConfig, train
+
+    cfg = params["router"]
+    set_threads(cfg.get("threads"))
+    data_root = root / "data"
+    pool = build_pool(tasks, data_root)
+    model, processor = load_base(resolve_base(params["base"], root))
+    prompting = Prompting(processor)
+    train_set = _labelled_sets(tasks, data_root, cfg, "train", int(cfg["samples_per_task"]), int(cfg["base_samples"]))
+    examples = _encode_labelled(prompting, pool, train_set, data_root, with_answers=True)
+    peft_model = get_peft_model(model, lora_config(cfg), adapter_name="router")
+    stats = train(peft_model, examples, TrainConfig.from_section(cfg), pad_id=prompting.tokenizer.pad_token_id,
+                  checkpoint_dir=root / "checkpoints" / "router", desc="router")
+    router = Router(peft_model, prompting, pool, min_confidence=float(cfg.get("min_confidence", 0.5)),
+                    text_only_to_base=bool(cfg.get("text_only_to_base", False)))
+    held_out = _labelled_sets(tasks, data_root, cfg, "test", int(cfg.get("eval_samples_per_task", 100)),
+                              int(cfg.get("eval_samples_per_task", 100)))
+    stats.update(evaluate_router(router, held_out, data_root))
+    stats.update(tasks=list(tasks), samples_per_task=int(cfg["samples_per_task"]), base_samples=int(cfg["base_samples"]))
+    out = root / ROUTER_DIR
+    save_adapter(peft_model, out, stats, STATS_FILE)
+    (out / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
+    return stats
+
+
+def pool_json(pool: Sequence[PoolEntry], cfg: dict) -> dict:
+    return {
+        "experts": [asdict(e) for e in pool],
+        "base_letter": BASE_LETTER,
+        "min_confidence": float(cfg.get("min_confidence", 0.5)),
+        "text_only_to_base": bool(cfg.get("text_only_to_base", False)),
+        "fallback": "base model on an illegal letter or a confidence below min_confidence",
+    }
+
+
+def load_pool(router_dir: Path) -> tuple[list[PoolEntry], dict]:
+    path = Path(router_dir) / POOL_FILE
+    if not path.exists():
+        raise UserError(f"{path}: router pool not found (train the router first)")
+    data = json.loads(path.read_text())
+    return [PoolEntry(**e) for e in data["experts"]], data
+
+
+def evaluate_router(router: Router, labelled: list[tuple[str, dict]], data_root: Path) -> dict:
+    """Held-out routing accuracy per task, for the base fallback, and the confusion counts."""
+    t0 = time.perf_counter()
+    requests = []
+    for label, rec in labelled:
+        folder = rec_io.task_dir(data_root, rec.get("_task", label))
+        requests.append((open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"]))
+    routes = router.route(requests)
+    confusion: dict[str, dict[str, int]] = {}
+    for (label, _), route in zip(labelled, routes):
+        row = confusion.setdefault(label, {})
+        row[route.task] = row.get(route.task, 0) + 1
+    per_task = {t: round(row.get(t, 0) / sum(row.values()), 4) for t, row in confusion.items()}
+    expert_labels = [(lab, r) for (lab, _), r in zip(labelled, routes) if lab != BASE]
+    acc = sum(r.task == lab for lab, r in expert_labels) / max(1, len(expert_labels))
+    return {
+        "accuracy": round(acc, 4),
+        "base_routing_accuracy": per_task.get(BASE, 0.0),
+        "per_task_accuracy": per_task,
+        "confusion": confusion,
+        "eval_seconds": round(time.perf_counter() - t0, 2),
+    }

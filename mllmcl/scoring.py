@@ -1,0 +1,45 @@
+"""Answer matching as in the MLLM-CL protocol: exact match after normalisation, else containment of the
+gold answer when it is the only legal choice the prediction names, else the letter of a choice."""
+
+from __future__ import annotations
+
+import re
+import string
+
+_NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}
+_ARTICLES = {"a", "an", "the"}
+_PUNCT = str.maketrans({c: " " for c in string.punctuation if c not in "+-"})
+
+
+def normalize(text: str) -> str:
+    words = str(text).lower().translate(_PUNCT).split()
+    words = [_NUMBER_WORDS.get(w, w) for w in words if w not in _ARTICLES]
+    return " ".join(words)
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    return re.search(rf"(^| ){re.escape(needle)}( |$)", haystack) is not None
+
+
+def is_correct(prediction: str, answer: str, choices: list[str] | None = None) -> bool:
+    pred, gold = normalize(prediction), normalize(answer)
+    if not pred:
+        return False
+    if pred == gold:
+        return True
+    if choices:
+        named = [c for c in {normalize(c) for c in choices} if _contains(pred, c)]
+        if named == [gold]:
+            return True
+        letters = string.ascii_lowercase[: len(choices)]
+        if pred in letters and normalize(choices[letters.index(pred)]) == gold:
+            return True
+        return False
+    return _contains(pred, gold)
+
+
+def accuracy(flags: list[bool]) -> float:
+    return round(sum(flags) / len(flags), 4) if flags else 0.0
