@@ -17,7 +17,8 @@ PRETRAIN_SUITES = ("general", "language")
 
 
 def tokenizer_corpus(samples_per_generator: int, seed: int, image_size: int) -> list[str]:
-    """Text of every benchmark generator and of the router prompt, so their words become whole tokens."""
+    """Text of every benchmark generator, the chat scaffolding and the router prompt, so that their words
+    become whole tokens and prompts stay short (sequence length is most of a CPU step's cost)."""
     import numpy as np
 
     from mllmcl.benchmark import GENERATORS
@@ -30,7 +31,7 @@ def tokenizer_corpus(samples_per_generator: int, seed: int, image_size: int) -> 
         for i in range(samples_per_generator):
             for split in ("train", "test"):
                 item = gen.make(rng, split, image_size, gen.question_types[i % len(gen.question_types)])
-                texts.append(f"{item.question} {item.answer}")
+                texts.append(f"USER: {item.question}\nASSISTANT: {item.answer}")
     pool_text = router_question(build_pool(list(GENERATORS)[:24], Path("/nonexistent")), "")
     letters = " ".join(f" {chr(c)}" for c in range(ord("A"), ord("Z") + 1)) + f" {BASE_LETTER}"
     texts.extend([pool_text, letters] * samples_per_generator)

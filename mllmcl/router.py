@@ -168,11 +168,11 @@ def train_router(tasks: Sequence[str], params: dict, root: Path = Path(".")) -> 
     prompting = Prompting(processor)
     train_set = _labelled_sets(tasks, data_root, cfg, "train", int(cfg["samples_per_task"]), int(cfg["base_samples"]))
     examples = _encode_labelled(prompting, pool, train_set, data_root, with_answers=True)
-    peft_model = get_peft_model(model, lora_config(cfg), adapter_name="router")
+    peft_model = get_peft_model(model, lora_config(cfg))  # "default" adapter: saved flat, named on load
     stats = train(peft_model, examples, TrainConfig.from_section(cfg), pad_id=prompting.tokenizer.pad_token_id,
                   checkpoint_dir=root / "checkpoints" / "router", desc="router")
     router = Router(peft_model, prompting, pool, min_confidence=float(cfg.get("min_confidence", 0.5)),
-                    text_only_to_base=bool(cfg.get("text_only_to_base", False)))
+                    text_only_to_base=bool(cfg.get("text_only_to_base", False)), adapter="default")
     held_out = _labelled_sets(tasks, data_root, cfg, "test", int(cfg.get("eval_samples_per_task", 100)),
                               int(cfg.get("eval_samples_per_task", 100)))
     stats.update(evaluate_router(router, held_out, data_root))

@@ -1,0 +1,139 @@
+"""Parameter isolation, resume, routing and routed inference on the toy project (tiny models, few steps)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mllmcl.errors import UserError
+from tests import toy
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def trained(toy_root):
+    """Experts for both toy tasks and a router, trained once for this module."""
+    from mllmcl.experts import train_expert
+    from mllmcl.router import train_router
+
+    params = toy.params(toy_root)
+    first = train_expert("colour", params, toy_root)
+    before = _hashes(toy_root / "models/experts/colour")
+    second = train_expert("where", params, toy_root)
+    router = train_router(list(toy.TASKS), params, toy_root)
+    return {"first": first, "second": second, "router": router, "colour_hashes_before": before}
+
+
+def test_new_expert_leaves_earlier_experts_byte_identical(trained, toy_root):
+    assert _hashes(toy_root / "models/experts/colour") == trained["colour_hashes_before"]
+
+
+def test_expert_folder_holds_adapter_and_stats_only(trained, toy_root):
+    names = {p.name for p in (toy_root / "models/experts/where").iterdir()}
+    assert names == {"adapter_config.json", "adapter_model.safetensors", "train_stats.json"}
+    stats = json.loads((toy_root / "models/experts/where/train_stats.json").read_text())
+    assert {"expert_accuracy", "base_accuracy", "train_seconds"} <= set(stats)
+    cfg = json.loads((toy_root / "models/experts/where/adapter_config.json").read_text())
+    assert "language_model" in str(cfg["target_modules"])  # never the vision tower
+
+
+def test_router_pool_lists_experts_and_base(trained, toy_root):
+    pool = json.loads((toy_root / "models/router/pool.json").read_text())
+    assert [e["task"] for e in pool["experts"]] == ["colour", "where", "base"]
+    assert 0.0 <= trained["router"]["accuracy"] <= 1.0
+
+
+def test_interrupted_expert_training_resumes_from_checkpoint(toy_root, tmp_path):
+    from mllmcl.experts import train_expert
+    from mllmcl.training import TrainingInterrupted
+
+    root = tmp_path / "proj"
+    shutil.copytree(toy_root / "data", root / "data")
+    shutil.copytree(toy_root / "models/base", root / "models/base")
+    params = toy.params(root)
+    with pytest.raises(TrainingInterrupted):
+        train_expert("colour", params, root, stop_after=20)
+    assert (root / "checkpoints/expert-colour/state.json").exists()
+    assert not (root / "models/experts/colour").exists()  # nothing half-written
+    stats = train_expert("colour", params, root)
+    assert stats["resumed_from_step"] == 20
+    assert not (root / "checkpoints/expert-colour").exists()
+
+
+def test_batch_predict_writes_one_answer_per_request(trained, toy_root, tmp_path):
+    from mllmcl.cli import main
+
+    img_dir = toy_root / "data/tasks/colour"
+    reqs = tmp_path / "requests.jsonl"
+    src = [json.loads(line) for line in (img_dir / "test.jsonl").read_text().splitlines()[:3]]
+    for r in src:
+        shutil.copy(img_dir / r["image"], tmp_path / Path(r["image"]).name)
+    lines = [{"id": r["id"], "image": Path(r["image"]).name, "question": r["question"]} for r in src]
+    lines.append({"id": "text", "question": "what is the opposite of hot?"})
+    reqs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = tmp_path / "answers.jsonl"
+    code = main(["--params", str(toy_root / "params.yaml"), "predict", "--root", str(toy_root),
+                 "--input", str(reqs), "--output", str(out)])
+    assert code == 0
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["id"] for a in answers] == [x["id"] for x in lines]
+    for a in answers:
+        assert a["expert"] in {"colour", "where", "base"}
+        assert 0.0 <= a["confidence"] <= 1.0 and a["latency_ms"] > 0
+
+
+def test_predict_rejects_a_non_image_and_survives_unknown_words(trained, toy_root, tmp_path, capsys):
+    from mllmcl.cli import main
+
+    bogus = tmp_path / "not-an-image.png"
+    bogus.write_text("hello")
+    args = ["--params", str(toy_root / "params.yaml"), "predict", "--root", str(toy_root)]
+    assert main(args + ["--image", str(bogus), "--question", "what colour?"]) == 2
+    assert "not-an-image.png" in capsys.readouterr().err
+    weird = "zxqv ünïcödé 🦜 flibbertigibbet?"
+    assert main(args + ["--question", weird]) == 0
+    assert "expert:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_damaged_adapter_is_reported_by_file(trained, toy_root, tmp_path, damage):
+    from mllmcl.inference import RoutedModel
+
+    experts = tmp_path / "experts"
+    shutil.copytree(toy_root / "models/experts", experts)
+    weights = experts / "where" / "adapter_model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(UserError, match="where/adapter_model.safetensors"):
+        RoutedModel(str(toy_root / "models/base"), experts, toy_root / "models/router")
+
+
+def test_a_differently_sized_base_works_through_name_or_path(toy_root, tmp_path):
+    """Swapping the base is a params change only: experts, router and predict run on it unchanged."""
+    from mllmcl.experts import train_expert
+    from mllmcl.inference import Request, RoutedModel
+    from mllmcl.router import train_router
+
+    other = toy.build_base(tmp_path / "other-base", hidden=96, layers=3)
+    root = tmp_path / "proj"
+    shutil.copytree(toy_root / "data", root / "data")
+    params = toy.params(root)
+    params["base"].update(build="none", name_or_path=str(other))
+    for section in ("expert", "router"):
+        params[section]["steps"] = 10
+    for task in toy.TASKS:
+        train_expert(task, params, root)
+    train_router(list(toy.TASKS), params, root)
+    model = RoutedModel(str(other), root / "models/experts", root / "models/router")
+    assert model.model.base_model.model.config.text_config.hidden_size == 96
+    preds = model.predict([Request("what is the opposite of up?")])
+    assert preds[0].expert in {"colour", "where", "base"}
