@@ -16,8 +16,8 @@ _PUNCT = str.maketrans({c: " " for c in string.punctuation if c not in "+-"})
 
 def normalize(text: str) -> str:
     words = str(text).lower().translate(_PUNCT).split()
-    words = [_NUMBER_WORDS.get(w, w) for w in words if w not in _ARTICLES]
-    return " ".join(words)
+    kept = [w for w in words if w not in _ARTICLES] or words  # "a" alone is an answer (a button, a letter)
+    return " ".join(_NUMBER_WORDS.get(w, w) for w in kept)
 
 
 def _contains(haystack: str, needle: str) -> bool:

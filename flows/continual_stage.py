@@ -1,0 +1,150 @@
+"""The `continual_stage` Prefect flow: one continual-learning stage around the DVC DAG.
+
+lock -> dvc pull (if a remote is configured) -> every DVC stage in topological order, each its own Prefect
+task (training stages retried) -> read the gate -> publish the gate report and per-task table as
+artifacts -> optional human approval -> promote on pass -> dvc push -> summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.input import RunInput
+
+from flows import dag
+from flows.lock import stage_lock
+
+TRAINING_STAGES = ("base", "train_expert", "train_router")
+
+
+class Approval(RunInput):
+    """What a reviewer answers after reading the gate report."""
+
+    approve: bool
+    comment: str = ""
+
+
+def _stage_kind(stage: str) -> str:
+    return stage.split("@", 1)[0]
+
+
+@task(name="dvc-stage", retries=0)
+def run_stage(root: str, stage: str, stale: bool) -> dict:
+    """One DVC stage. Cached stages return at once; DVC itself decides what is up to date."""
+    logger = get_run_logger()
+    if not stale:
+        logger.info("%s: up to date (DVC cache)", stage)
+        return {"stage": stage, "ran": False, "seconds": 0.0}
+    t0 = time.perf_counter()
+    output = dag.repro_stage(Path(root), stage)
+    for line in output.strip().splitlines()[-30:]:
+        logger.info("%s | %s", stage, line)
+    return {"stage": stage, "ran": True, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _stage_task(stage: str, retries: int, retry_delay: float):
+    kind = _stage_kind(stage)
+    opts = {"name": f"dvc:{stage}", "task_run_name": stage}
+    if kind in TRAINING_STAGES:
+        opts.update(retries=retries, retry_delay_seconds=retry_delay)
+    return run_stage.with_options(**opts)
+
+
+def _publish_gate(root: Path, gate: dict, eval_json: dict | None) -> None:
+    report = root / "reports" / "gate.md"
+    markdown = report.read_text() if report.exists() else f"# Gate: {gate['decision']}\n"
+    create_markdown_artifact(markdown=markdown, key="gate-report", description=f"gate {gate['decision']}")
+    if eval_json:
+        rows = [{"task": t, "accuracy": v["accuracy"], "router_accuracy": v.get("router_accuracy"), "n": v["n"]}
+                for t, v in eval_json.get("tasks", {}).items()]
+        if "language" in eval_json:
+            rows.append({"task": "language (text-only)", "accuracy": eval_json["language"]["accuracy"],
+                         "router_accuracy": eval_json["language"].get("router_accuracy"),
+                         "n": eval_json["language"]["n"]})
+        create_table_artifact(table=rows, key="per-task-accuracy", description="candidate accuracy per task")
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@flow(name="continual_stage", log_prints=True)
+def continual_stage(
+    root: str = ".",
+    require_approval: bool | None = None,
+    promote: bool = True,
+    push: bool = True,
+    lock_wait_seconds: float = 0.0,
+    stage_retries: int = 2,
+    retry_delay_seconds: float = 5.0,
+    approval_timeout_seconds: int = 3600,
+    reason: str = "",
+) -> dict:
+    """Run one continual stage of the DAG and promote a passing candidate. Returns a summary."""
+    logger = get_run_logger()
+    project = Path(root).resolve()
+    from mllmcl.config import load_params
+
+    params = load_params(project / "params.yaml")
+    if require_approval is None:
+        require_approval = bool(params.get("gate", {}).get("require_approval", False))
+    summary: dict = {"root": str(project), "stages": [], "promoted": None, "decision": None}
+    with stage_lock(project, wait_seconds=lock_wait_seconds, holder=f"continual_stage {reason}".strip()):
+        remote = dag.has_remote(project)
+        if remote:
+            logger.info("dvc pull")
+            dag.pull(project)
+        stages = dag.stage_order(project)
+        stale = dag.stale_stages(project)
+        logger.info("%d stages, %d stale: %s", len(stages), len(stale & set(stages)), sorted(stale & set(stages)))
+        for stage in stages:
+            result = _stage_task(stage, stage_retries, retry_delay_seconds)(str(project), stage, stage in stale)
+            summary["stages"].append(result)
+            if result["ran"]:
+                stale = dag.stale_stages(project)  # a stage that ran may leave downstream stale
+        gate = _read_json(project / "metrics" / "gate.json")
+        if gate is None:
+            raise RuntimeError("the DAG finished without metrics/gate.json")
+        summary.update(decision=gate["decision"], candidate=gate.get("candidate"), baseline=gate.get("baseline"))
+        _publish_gate(project, gate, _read_json(project / "metrics" / "eval.json"))
+        if gate["decision"] == "pass" and promote:
+            approved_by = None
+            if require_approval:
+                logger.info("waiting for a reviewer: approve or reject candidate %s", gate.get("candidate"))
+                from prefect.flow_runs import pause_flow_run
+
+                decision = pause_flow_run(wait_for_input=Approval, timeout=approval_timeout_seconds)
+                summary["approval"] = {"approve": decision.approve, "comment": decision.comment}
+                if not decision.approve:
+                    logger.info("rejected by reviewer: %s", decision.comment)
+                    return _finish(project, summary, push and remote, logger)
+                approved_by = decision.comment or "approved"
+            from mllmcl.promotion import promote_candidate
+
+            summary["promoted"] = promote_candidate(params, project, reason=reason or "continual_stage flow",
+                                                    approved_by=approved_by)
+            logger.info("promoted %s to production", summary["promoted"])
+        return _finish(project, summary, push and remote, logger)
+
+
+def _finish(project: Path, summary: dict, push: bool, logger) -> dict:
+    if push:
+        logger.info("dvc push")
+        dag.push(project)
+    summary["ran"] = [s["stage"] for s in summary["stages"] if s["ran"]]
+    return summary
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="Run one continual stage now (Prefect flow around dvc repro).")
+    p.add_argument("--root", default=".")
+    p.add_argument("--require-approval", action="store_true", default=None)
+    p.add_argument("--no-promote", action="store_true")
+    a = p.parse_args()
+    print(json.dumps(continual_stage(root=a.root, require_approval=a.require_approval, promote=not a.no_promote),
+                     indent=2))

@@ -1,0 +1,43 @@
+"""A project-wide lock so that two continual stages never run DVC stages at the same time. An OS file lock
+(flock) dies with its holder, so a crashed run never leaves a stale lock behind."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_FILE = Path(".mllmcl") / "continual_stage.lock"
+
+
+class StageBusy(RuntimeError):
+    """Another continual stage holds the lock for longer than this run was willing to wait."""
+
+
+@contextmanager
+def stage_lock(root: Path, *, wait_seconds: float = 0.0, poll: float = 0.2, holder: str = ""):
+    path = Path(root) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    other = path.read_text(encoding="utf-8", errors="replace").strip() or "another run"
+                    raise StageBusy(f"a continual stage is already running ({other}); waited {wait_seconds:.0f} s "
+                                    f"for {path}") from None
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{holder or 'pid ' + str(os.getpid())}\n".encode())
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
