@@ -181,9 +181,11 @@ def _copy_image(image: str | None, raw_dir: Path, out: Path) -> str | None:
     rel = Path(image)
     if rel.is_absolute() or ".." in rel.parts:
         return image
-    src = raw_dir / rel
-    if not rel.parts or rel.parts[0] != "images":
-        rel = Path("images") / rel
+    src = raw_dir / "images" / rel  # paths are relative to the --images folder, copied to raw/images/
+    if rel.parts and rel.parts[0] == "images" and not src.exists():
+        rel = Path(*rel.parts[1:])
+        src = raw_dir / "images" / rel
+    rel = Path("images") / rel
     dst = out / rel
     try:
         resolved = src.resolve(strict=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -78,7 +79,11 @@ def add_llava(name: str, train: Path, test: Path, images: Path, *, root: Path, p
 
 def dvc_add(path: Path, root: Path) -> None:
     rel = path.resolve().relative_to(root.resolve())
-    proc = subprocess.run(["dvc", "add", str(rel)], cwd=root, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "add", str(rel)], cwd=root, capture_output=True, text=True)
+    except OSError as e:
+        shutil.rmtree(path, ignore_errors=True)
+        raise UserError(f"dvc add {rel} could not run: {e}") from None
     if proc.returncode != 0:
         shutil.rmtree(path, ignore_errors=True)
         raise UserError(f"dvc add {rel} failed: {proc.stderr.strip() or proc.stdout.strip()}")

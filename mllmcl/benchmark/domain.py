@@ -75,10 +75,16 @@ def rs_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item
         q = template(rng, ["how many buildings are there?", "how many houses can you see?", "count the buildings."])
         return Item(finish(_rs_draw(rng, grid, buildings=n), rng, size), q, str(n), "number", COUNTS, qtype)
     corner = pick(rng, CORNERS)
-    grid = _rs_tiles(rng)
+    grid = _rs_quadrants(rng)
     col, row = CORNERS[corner]
     q = template(rng, ["what is in the {c} corner?", "what covers the {c} corner?"], c=corner)
     return Item(finish(_rs_draw(rng, grid), rng, size), q, grid[row][col], "word", list(LAND), qtype)
+
+
+def _rs_quadrants(rng):
+    """Each 2x2-cell quadrant one land type (a corner question is about a region, not a single tile)."""
+    quads = [[pick(rng, LAND) for _ in range(2)] for _ in range(2)]
+    return [[quads[r // 2][c // 2] for c in range(4)] for r in range(4)]
 
 
 # --- med: stained tissue with cells --------------------------------------------------------------------

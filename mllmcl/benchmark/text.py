@@ -60,6 +60,7 @@ def language_make(rng: np.random.Generator, split: str, size: int, qtype: str) -
 # --- general: simple shapes on plain backgrounds ---------------------------------------------------------
 G_COLOURS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]
 G_SHAPES = ["circle", "square", "triangle"]
+QUADRANTS = {"top left": (0, 0), "top right": (1, 0), "bottom left": (0, 1), "bottom right": (1, 1)}
 
 
 def _bg(rng):
@@ -105,6 +106,13 @@ def general_make(rng: np.random.Generator, split: str, size: int, qtype: str) ->
         shape(d, pick(rng, G_SHAPES), col2 * 32 + 16, row2 * 32 + 16, r_small if big_first else r_big, jitter(rng, COLOURS[c2]))
         q = template(rng, ["which is bigger, the {a} or the {b} shape?", "which shape is bigger, {a} or {b}?"], a=c1, b=c2)
         return Item(finish(img, rng, size, 3), q, c1 if big_first else c2, "word", G_COLOURS, qtype)
+    if qtype == "where":
+        quadrant = pick(rng, QUADRANTS)
+        col, row = QUADRANTS[quadrant]
+        shape(d, pick(rng, G_SHAPES), col * 32 + rng.uniform(10, 22), row * 32 + rng.uniform(10, 22), 7,
+              jitter(rng, COLOURS[c1], 10))
+        q = template(rng, ["where is the {a} shape?", "in which corner is the {a} shape?"], a=c1)
+        return Item(finish(img, rng, size, 3), q, quadrant, "word", list(QUADRANTS), qtype)
     has = bool(rng.random() < 0.5)
     present = [c1] if has else []
     present += [str(c) for c in rng.permutation([c for c in G_COLOURS if c != c1])[: int(rng.integers(1, 3))]]
@@ -117,5 +125,5 @@ def general_make(rng: np.random.Generator, split: str, size: int, qtype: str) ->
 GENERATORS = [
     Generator("language", "text", "text-only questions: opposites, sequences, word facts", LANGUAGE_TYPES, language_make),
     Generator("general", "pretrain", "simple shapes: colours, counts, sizes, positions",
-              ("colour", "shape", "count", "position", "bigger", "exists"), general_make),
+              ("colour", "shape", "count", "position", "bigger", "where", "exists"), general_make),
 ]
