@@ -137,7 +137,7 @@ def train(
     batches = batch_order(len(examples), cfg)
     losses: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0)
     for step in range(start, cfg.steps):
         batch = collate([examples[i] for i in batches[step]], pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}

@@ -1,0 +1,24 @@
+"""`mllmcl gate`: re-run the promotion gate for the workspace's candidate against the current production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("gate", help="judge the workspace's candidate against production and write the gate report",
+                       description="Reads metrics/eval.json, the registry's production manifest, validation reports and "
+                       "dvc.lock; writes metrics/gate.json, reports/gate.md and reports/gate.html. Exit 0 on pass, 1 on fail.")
+    p.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    p.set_defaults(handler=_gate)
+
+
+def _gate(args) -> int:
+    from mllmcl.config import load_params
+    from mllmcl.gating import run_gate
+
+    gate = run_gate(load_params(args.root / args.params), args.root)
+    for c in gate["checks"]:
+        print(f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}")
+    print(f"decision: {gate['decision'].upper()} (candidate {gate['candidate']}, baseline {gate['baseline'] or 'none'})")
+    return 0 if gate["decision"] == "pass" else 1
