@@ -1,0 +1,86 @@
+"""The real DAG end to end with DVC in a temporary git repo (tiny params): a full run, an incremental
+continual stage that re-runs only what the new task needs, and an invalid task stopped at validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests import pipeline_project as pp
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = pp.make(tmp_path_factory.mktemp("pipeline") / "proj", ["rs", "fin"])
+    out = pp.dvc(root, "repro")
+    return {"root": root, "first": out.stdout + out.stderr}
+
+
+def test_full_run_produces_every_artifact(project):
+    root = project["root"]
+    ran = pp.ran_stages(project["first"])
+    assert {"base", "train_expert@rs", "train_expert@fin", "train_router", "evaluate", "gate"} <= set(ran)
+    eval_json = json.loads((root / "metrics/eval.json").read_text())
+    assert set(eval_json["tasks"]) == {"rs", "fin"} and "language" in eval_json
+    gate = json.loads((root / "metrics/gate.json").read_text())
+    assert gate["decision"] in {"pass", "fail"} and gate["candidate"].startswith("v-")
+    assert (root / "reports/gate.html").exists() and (root / "reports/validation/rs.json").exists()
+    assert "metrics/eval.json" in pp.dvc(root, "metrics", "show").stdout or pp.dvc(root, "metrics", "show").returncode == 0
+
+
+def test_nothing_to_do_when_nothing_changed(project):
+    out = pp.dvc(project["root"], "repro")
+    assert pp.ran_stages(out.stdout) == []
+
+
+def test_adding_a_task_reruns_only_its_stages_and_the_shared_tail(project):
+    from mllmcl.cli import main
+
+    root = project["root"]
+    expert_rs = (root / "models/experts/rs/adapter_model.safetensors").read_bytes()
+    assert main(["--params", str(root / "params.yaml"), "task", "add", "ad", "--synthetic", "ad", "--root", str(root)]) == 0
+    out = pp.dvc(root, "repro")
+    ran = set(pp.ran_stages(out.stdout))
+    assert {"ingest@ad", "validate@ad", "train_expert@ad", "train_router", "evaluate"} <= ran
+    assert not ran & {"base", "suite@general", "suite@language", "ingest@rs", "validate@rs", "train_expert@rs",
+                      "ingest@fin", "train_expert@fin"}
+    assert (root / "models/experts/rs/adapter_model.safetensors").read_bytes() == expert_rs
+    assert set(json.loads((root / "metrics/eval.json").read_text())["tasks"]) == {"rs", "fin", "ad"}
+
+
+def test_an_invalid_task_stops_at_validation_and_touches_nothing_else(project, tmp_path):
+    from mllmcl.cli import main
+    from tests.test_task_add import make_llava_fixture
+
+    root = project["root"]
+    pp.dvc(root, "repro")  # settle the earlier test's state
+    lock_before = (root / "dvc.lock").read_text()
+    experts_before = {p: p.read_bytes() for p in (root / "models/experts").rglob("*") if p.is_file()}
+    train, test, images = make_llava_fixture(tmp_path / "bad")
+    rows = json.loads(train.read_text())
+    rows[3]["image"] = "../../etc/passwd"
+    train.write_text(json.dumps(rows))
+    assert main(["--params", str(root / "params.yaml"), "task", "add", "pets", "--train", str(train), "--test",
+                 str(test), "--images", str(images), "--root", str(root)]) == 0
+    out = pp.dvc(root, "repro", check=False)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "validate@pets" in text and "path_safe" in text and "q3" in text
+    assert "train_expert@pets" not in pp.ran_stages(out.stdout)
+    assert not (root / "models/experts/pets").exists()
+    after = {p: p.read_bytes() for p in (root / "models/experts").rglob("*") if p.is_file()}
+    assert after == experts_before
+    lock_after = (root / "dvc.lock").read_text()
+    for stage in ("train_expert@rs", "train_expert@fin", "train_router", "base"):
+        assert _lock_entry(lock_before, stage) == _lock_entry(lock_after, stage)
+    shutil.rmtree(root / "data/raw/pets", ignore_errors=True)
+
+
+def _lock_entry(lock_text: str, stage: str):
+    import yaml
+
+    return (yaml.safe_load(lock_text)["stages"]).get(stage)
