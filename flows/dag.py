@@ -46,7 +46,14 @@ def stage_order(root: Path) -> list[str]:
         graph = repo.index.graph
         order = [s for s in nx.topological_sort(graph) if isinstance(s, PipelineStage)]
         # DVC's graph points from a stage to what it depends on: reverse it so producers run first
-        return [s.addressing for s in reversed(order)]
+        return [_address(root, s) for s in reversed(order)]
+
+
+def _address(root: Path, stage) -> str:
+    """`name` for stages of the root dvc.yaml, `sub/dvc.yaml:name` otherwise: the form `dvc status` and
+    `dvc repro` use when run from the project root (DVC's own `addressing` is relative to the CWD)."""
+    rel = os.path.relpath(stage.path, root)
+    return stage.name if rel == "dvc.yaml" else f"{rel}:{stage.name}"
 
 
 def stale_stages(root: Path) -> set[str]:

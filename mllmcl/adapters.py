@@ -15,10 +15,12 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def lora_config(cfg: dict):
-    """PEFT LoraConfig for one `expert:`/`router:` params section."""
+    """PEFT LoraConfig for one `expert:`/`router:` params section. `modules_to_save` are trained in full and
+    stored in the adapter (the projector for experts; the output head for the router, whose letters the
+    base never produced in pretraining, so LoRA alone barely moves their probabilities)."""
     from peft import LoraConfig
 
-    save = [cfg["projector_module"]] if cfg.get("train_projector") else None
+    save = list(cfg.get("modules_to_save") or []) or None
     return LoraConfig(
         r=int(cfg["lora_r"]),
         lora_alpha=int(cfg.get("lora_alpha", 2 * int(cfg["lora_r"]))),

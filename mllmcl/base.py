@@ -22,7 +22,7 @@ def tokenizer_corpus(samples_per_generator: int, seed: int, image_size: int) -> 
     import numpy as np
 
     from mllmcl.benchmark import GENERATORS
-    from mllmcl.router import BASE, BASE_LETTER, PoolEntry, router_question
+    from mllmcl.router import BASE, BASE_LETTER, PoolEntry, router_pool_text, router_question
 
     texts: list[str] = []
     rng = np.random.default_rng(seed)
@@ -33,7 +33,7 @@ def tokenizer_corpus(samples_per_generator: int, seed: int, image_size: int) -> 
                 item = gen.make(rng, split, image_size, gen.question_types[i % len(gen.question_types)])
                 texts.append(f"USER: {item.question}\nASSISTANT: {item.answer}")
     pool = [PoolEntry(chr(ord("A") + i), g.name, g.description) for i, g in enumerate(GENERATORS.values())]
-    pool_text = router_question(pool + [PoolEntry(BASE_LETTER, BASE, "anything else")], "")
+    pool_text = router_pool_text(pool + [PoolEntry(BASE_LETTER, BASE, "anything else")]) + router_question(pool, "")
     letters = " ".join(f" {chr(c)}" for c in range(ord("A"), ord("Z") + 1)) + f" {BASE_LETTER}"
     texts.extend([pool_text, letters] * samples_per_generator)
     return texts

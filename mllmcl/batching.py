@@ -39,9 +39,10 @@ def encode(
     question: str,
     image=None,
     answer: str | None = None,
+    prefix: str | None = None,
 ) -> Encoded:
     processor = prompting.processor
-    text = prompting.prompt(question, has_image=image is not None)
+    text = prompting.prompt(question, has_image=image is not None, prefix=prefix)
     kwargs = {"text": [text], "return_tensors": "pt"}
     if image is not None:
         kwargs["images"] = [image]

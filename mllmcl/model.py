@@ -66,8 +66,10 @@ class Prompting:
     def tokenizer(self):
         return getattr(self.processor, "tokenizer", self.processor)
 
-    def prompt(self, question: str, has_image: bool) -> str:
-        content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": question}]
+    def prompt(self, question: str, has_image: bool, prefix: str | None = None) -> str:
+        """`prefix` goes before the image: long instructions first keep the image close to the answer."""
+        content = [{"type": "text", "text": prefix}] if prefix else []
+        content += ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": question}]
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 

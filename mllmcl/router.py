@@ -57,9 +57,13 @@ def build_pool(tasks: Sequence[str], data_root: Path) -> list[PoolEntry]:
     return entries + [PoolEntry(BASE_LETTER, BASE, "anything else, and questions without an image")]
 
 
+def router_pool_text(pool: Sequence[PoolEntry]) -> str:
+    """The pool, shown before the image so that the image stays close to the letter the router answers."""
+    return "Models: " + " ; ".join(f"{e.letter}: {e.description}" for e in pool) + " ."
+
+
 def router_question(pool: Sequence[PoolEntry], question: str) -> str:
-    lines = [f"{e.letter}: {e.description}" for e in pool]
-    return "Models: " + " ; ".join(lines) + f" . Request: {question} Which model? Answer with its letter."
+    return f"Request: {question} Which model? Answer with its letter."
 
 
 def _letter_of(piece: str, legal: set[str]) -> str | None:
@@ -77,7 +81,7 @@ class Router:
         self.by_letter = {e.letter: e.task for e in self.pool}
 
     def encode(self, image, question: str) -> Encoded:
-        return encode(self.prompting, router_question(self.pool, question), image)
+        return encode(self.prompting, router_question(self.pool, question), image, prefix=router_pool_text(self.pool))
 
     def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
         """requests: (PIL image or None, question) pairs."""
@@ -142,7 +146,8 @@ def _encode_labelled(prompting, pool, labelled, data_root, with_answers: bool) -
         folder = rec_io.task_dir(data_root, rec.get("_task", label))
         image = open_image(folder / rec["image"]) if rec.get("image") else None
         question = router_question(pool, rec["question"])
-        out.append(encode(prompting, question, image, letter[label] if with_answers else None))
+        out.append(encode(prompting, question, image, letter[label] if with_answers else None,
+                          prefix=router_pool_text(pool)))
     return out
 
 
