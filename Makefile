@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test test-fast clean help
+.PHONY: setup run test test-fast prefect-server serve clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,15 @@ test: setup  ## run the whole test suite (slow end-to-end tests included)
 
 test-fast: setup  ## skip the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+PREFECT_PORT ?= 4200
+prefect-server: setup  ## a local Prefect server on 127.0.0.1 (SQLite under .prefect/, analytics off)
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_API_HOST=127.0.0.1 \
+	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+serve: setup  ## serve the scheduled and drift-triggered deployments against that server
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	  $(BIN)/python -m flows.serve
 
 clean:  ## remove generated data, models and reports (not the venv)
 	rm -rf data/tasks models reports metrics

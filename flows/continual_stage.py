@@ -93,7 +93,9 @@ def continual_stage(
         require_approval = bool(params.get("gate", {}).get("require_approval", False))
     summary: dict = {"root": str(project), "stages": [], "promoted": None, "decision": None}
     with stage_lock(project, wait_seconds=lock_wait_seconds, holder=f"continual_stage {reason}".strip()):
-        remote = dag.has_remote(project)
+        from mllmcl import dvc_remote
+
+        remote = bool(dvc_remote.configure(params, project)) or dag.has_remote(project)
         if remote:
             logger.info("dvc pull")
             dag.pull(project)

@@ -5,35 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-DVC_ENV = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+from mllmcl.dvc_remote import DvcError, dvc, has_remote, pull, push, tail
 
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, **DVC_ENV}
-    bin_dir = str(Path(sys.executable).parent)  # stage commands call `python`: the same environment's
-    if not env.get("PATH", "").startswith(bin_dir):
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    return env
-
-
-def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise DvcError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{_tail(proc)}")
-    return proc
-
-
-class DvcError(RuntimeError):
-    pass
-
-
-def _tail(proc: subprocess.CompletedProcess, lines: int = 40) -> str:
-    text = (proc.stdout or "") + (proc.stderr or "")
-    return "\n".join(text.strip().splitlines()[-lines:])
+__all__ = ["DvcError", "dvc", "has_remote", "pull", "push", "repro_stage", "stage_order", "stale_stages"]
 
 
 def stage_order(root: Path) -> list[str]:
@@ -67,21 +43,5 @@ def repro_stage(root: Path, stage: str) -> str:
     """Reproduce one stage (only if stale; its upstream is assumed done). Returns its output for the logs."""
     proc = dvc(root, "repro", "--single-item", stage)
     if proc.returncode != 0:
-        raise DvcError(f"stage {stage} failed:\n{_tail(proc)}")
+        raise DvcError(f"stage {stage} failed:\n{tail(proc)}")
     return (proc.stdout or "") + (proc.stderr or "")
-
-
-def has_remote(root: Path) -> bool:
-    proc = dvc(root, "remote", "list")
-    return proc.returncode == 0 and bool(proc.stdout.strip())
-
-
-def push(root: Path) -> str:
-    return dvc(root, "push", "--run-cache", check=True).stdout
-
-
-def pull(root: Path) -> str:
-    proc = dvc(root, "pull", "--run-cache", "--allow-missing")
-    if proc.returncode != 0:
-        raise DvcError(f"dvc pull failed:\n{_tail(proc)}")
-    return proc.stdout

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("task", "predict", "registry", "gate", "benchmark", "run")
+COMMAND_MODULES = ("task", "predict", "registry", "gate", "remote", "run")
 
 
 class CommandError(Exception):

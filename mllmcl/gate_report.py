@@ -35,16 +35,22 @@ def _bars(eval_json: dict, production: dict | None) -> str:
     w = 0.27
     ax.bar([i - w for i in x], [b or 0 for b in base], w, label="zero-shot base", color="#c9c9c9")
     ax.bar(list(x), [p or 0 for p in prod], w, label="production", color="#7aa6d8")
-    ax.bar([i + w for i in x], cand, w, label="candidate", color="#e08a2c")
+    bars = ax.bar([i + w for i in x], cand, w, label="candidate", color="#e08a2c")
+    for bar, c, p in zip(bars, cand, prod):
+        worse = p is not None and c < p - 1e-9
+        ax.text(bar.get_x() + w / 2, c + 0.02, f"{c:.2f}", ha="center", fontsize=7,
+                color="#b3261e" if worse else "#333", fontweight="bold" if worse else "normal")
     ax.set_xticks(list(x), tasks)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("accuracy")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
-def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels) -> str:
+def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "RdYlGn",
+             marked: set[tuple[int, int]] = frozenset()) -> str:
+    """Cells with no value stay blank (a task not learned yet is not a zero); `marked` cells get a red frame."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,11 +59,15 @@ def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels) -> str:
 
     arr = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(tasks), 0.9 + 0.55 * len(ylabels)))
-    ax.imshow(arr, vmin=0, vmax=1, cmap="viridis")
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("white")
+    ax.imshow(np.ma.masked_invalid(arr), vmin=0, vmax=1, cmap=colours)
+    dark = (lambda v: v > 0.55) if cmap == "Blues" else (lambda v: v < 0.25 or v > 0.85)
     for (i, j), v in np.ndenumerate(arr):
         if not np.isnan(v):
-            ax.text(j, i, f"{v:.2f}" if v <= 1 else f"{int(v)}", ha="center", va="center",
-                    color="white" if v < 0.6 else "black", fontsize=8)
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if dark(v) else "black", fontsize=8)
+    for i, j in marked:
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#b3261e", linewidth=2.5))
     ax.set_xticks(range(len(tasks)), tasks, rotation=30)
     ax.set_yticks(range(len(ylabels)), ylabels)
     ax.set_xlabel(xlabel)
@@ -75,7 +85,27 @@ def _confusion(eval_json: dict) -> str | None:
     for r in rows:
         total = sum(conf[r].values()) or 1
         matrix.append([conf[r].get(c, 0) / total for c in cols])
-    return _heatmap(matrix, cols, "router: share of each task's requests sent to", "routed to", rows)
+    marked = {(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols) if c == r and matrix[i][j] < 0.95}
+    return _heatmap(matrix, cols, "router: share of each task's requests sent to", "routed to", rows, cmap="Blues",
+                    marked=marked)
+
+
+def _matrix(gate: dict, history: list[dict] | None) -> str | None:
+    """The accuracy matrix, rows labelled by the version that produced them; the candidate's failed cells framed."""
+    m = gate.get("metrics", {})
+    if not m.get("matrix"):
+        return None
+    tasks, matrix = m["matrix_tasks"], m["matrix"]
+    failed = {c["name"].split(":", 1)[1] for c in gate["checks"] if not c["passed"] and ":" in c["name"]}
+    last = len(matrix) - 1
+    marked = {(last, j) for j, t in enumerate(tasks) if t in failed}
+    labels = [f"+{tasks[i]}" for i in range(len(matrix))]
+    labels[last] = f"+{tasks[last]} (candidate)"
+    for i, row in enumerate(matrix[:-1]):
+        if all(v is None for v in row):
+            labels[i] += " (no version)"
+    return _heatmap(matrix, tasks, "accuracy after each stage (row) on each task (column)", "evaluated on", labels,
+                    marked=marked)
 
 
 def render_markdown(gate: dict, eval_json: dict) -> str:
@@ -116,18 +146,19 @@ def render_html(gate: dict, eval_json: dict, production: dict | None) -> str:
     failed = [c for c in gate["checks"] if not c["passed"]]
     rows = "".join(
         f"<tr class='{'ok' if c['passed'] else 'bad'}'><td>{html.escape(c['name'])}</td>"
-        f"<td>{'pass' if c['passed'] else 'FAIL'}</td><td>{_fmt(c['value'])}</td><td>{_fmt(c['threshold'])}</td>"
+        f"<td class='res'>{'pass' if c['passed'] else 'FAIL'}</td><td>{_fmt(c['value'])}</td><td>{_fmt(c['threshold'])}</td>"
         f"<td>{html.escape(c['detail'])}</td></tr>" for c in gate["checks"])
     why = ("".join(f"<li><b>{html.escape(c['name'])}</b>: {html.escape(c['detail'])}</li>" for c in failed)
            if failed else "<li>every check passed</li>")
     figures = [("Accuracy per task: candidate vs production vs zero-shot base", _bars(eval_json, production))]
-    if m.get("matrix"):
-        figures.append(("Accuracy matrix A[stage][task] (rows: after learning the first t tasks)",
-                        _heatmap(m["matrix"], m["matrix_tasks"], "accuracy matrix", "task",
-                                 [f"stage {i + 1}" for i in range(len(m["matrix"]))])))
+    matrix = _matrix(gate, None)
+    if matrix:
+        figures.append(("Accuracy matrix: each row is the model after learning one more task; a drop down a "
+                        "column is forgetting (framed: the candidate's failed checks)", matrix))
     conf = _confusion(eval_json)
     if conf:
-        figures.append(("Router confusion", conf))
+        figures.append(("Router confusion: rows are the true task, columns where the router sent it (framed: "
+                        "below 0.95)", conf))
     figs = "".join(f"<figure><figcaption>{html.escape(t)}</figcaption><img src='{src}'></figure>" for t, src in figures)
     lang = eval_json.get("language", {})
     lineage = gate.get("lineage", {})
@@ -141,6 +172,7 @@ def render_html(gate: dict, eval_json: dict, production: dict | None) -> str:
 .decision{{background:{colour};color:white;padding:16px 20px;border-radius:8px;font-size:28px;font-weight:700}}
 .sub{{font-size:15px;font-weight:400;margin-top:4px}} table{{border-collapse:collapse;width:100%;font-size:14px}}
 td,th{{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left}} tr.bad td{{background:#fdecea}}
+tr.ok td.res{{color:#1e7d32}} tr.bad td.res{{color:#b3261e;font-weight:700}} .note{{color:#666;font-size:13px}}
 .metrics span{{display:inline-block;margin-right:18px;font-size:15px}} figure{{margin:18px 0}}
 figcaption{{font-weight:600;margin-bottom:6px}} img{{max-width:100%}} code,pre{{font-size:12px}}</style></head><body>
 <div class="decision">{'PASS: ready to promote' if ok else 'FAIL: do not promote'}
@@ -149,6 +181,9 @@ figcaption{{font-weight:600;margin-bottom:6px}} img{{max-width:100%}} code,pre{{
 <div class="metrics"><span>MFN {_fmt(m.get('MFN'))}</span><span>MFT {_fmt(m.get('MFT'))}</span><span>MAA {_fmt(m.get('MAA'))}</span>
 <span>BWT {_fmt(m.get('BWT'))}</span><span>router {_fmt(eval_json.get('router_accuracy'))}</span>
 <span>language {_fmt(lang.get('accuracy'))} (base {_fmt(lang.get('base_accuracy'))})</span></div>
+<p class="note">MFN: mean accuracy on every task after the last stage; MFT: mean accuracy on each task right after
+learning it; MAA: mean of the per-stage averages; BWT: mean change on earlier tasks since learning them (negative =
+forgetting); language: text-only suite, candidate vs the plain base.</p>
 <h3>Checks</h3><table><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>{rows}</table>
 {figs}<h3>Lineage</h3>{lineage_html}</body></html>"""
 

@@ -33,8 +33,8 @@ class LocalStore:
     """Objects are files under `root`; tags are content hashes; conditional writes hold a lock file."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
-        self.uri = str(self.root)
+        self.uri = str(root)
+        self.root = Path(root).resolve()  # keys are computed against a resolved root, whatever the CWD
 
     def _path(self, key: str) -> Path:
         p = (self.root / key).resolve()

@@ -29,3 +29,23 @@ def toy_root(tmp_path_factory):
 @pytest.fixture()
 def toy_params(toy_root):
     return toy.params(toy_root)
+
+
+BUCKET = "mllmcl-test"
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A real S3 HTTP endpoint on 127.0.0.1 (moto) with one bucket; fake credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    import boto3
+
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield {"server": server, "url": url, "port": port, "bucket": BUCKET}
+    server.stop()

@@ -27,6 +27,7 @@ def tiny_params(tasks: list[str]) -> dict:
     for section in ("expert", "router"):
         p[section].update(steps=12, batch_size=8, checkpoint_every=0, warmup_steps=3)
     p["router"].update(samples_per_task=8, base_samples=8, eval_samples_per_task=8)
+    p["storage"]["dvc_remote"] = None  # tests that need a remote configure one
     p["gate"].update(min_task_accuracy=0.0, min_new_task_accuracy=0.0, min_router_accuracy=0.0,
                      max_language_drop=1.0, max_prior_drop=1.0)
     return p

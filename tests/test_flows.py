@@ -99,7 +99,7 @@ def test_two_concurrent_stages_never_overlap(project, monkeypatch):
 
     monkeypatch.setattr(dag, "repro_stage", slow)
     monkeypatch.setattr(dag, "stale_stages", lambda root: {"gate"})
-    first = threading.Thread(target=lambda: continual_stage(root=str(project), push=False, promote=False))
+    first = threading.Thread(daemon=True, target=lambda: continual_stage(root=str(project), push=False, promote=False))
     first.start()
     assert inside.wait(timeout=60)
     with pytest.raises(StageBusy, match="already running"):
@@ -155,10 +155,10 @@ def test_an_approval_required_run_waits_for_a_reviewer(project, approve):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     before = _registry(project).alias("production")
     result = {}
-    runner = threading.Thread(target=lambda: result.update(
+    runner = threading.Thread(daemon=True, target=lambda: result.update(
         summary=continual_stage(root=str(project), push=False, require_approval=True, approval_timeout_seconds=120)))
     runner.start()
-    flow_run_id = _wait_for_paused(get_client)
+    flow_run_id = _wait_for_paused(get_client, runner)
     resume_flow_run(flow_run_id, run_input={"approve": approve, "comment": "reviewed in test"})
     runner.join(timeout=180)
     summary = result["summary"]
@@ -170,16 +170,18 @@ def test_an_approval_required_run_waits_for_a_reviewer(project, approve):
         assert summary["promoted"] is None and after == before
 
 
-def _wait_for_paused(get_client, timeout: float = 300):
+def _wait_for_paused(get_client, runner, timeout: float = 300):
     import asyncio
 
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
 
     async def find():
         async with get_client() as client:
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
+                limit=10, sort=FlowRunSort.EXPECTED_START_TIME_DESC)
             return runs[0].id if runs else None
 
     deadline = time.monotonic() + timeout
@@ -187,5 +189,7 @@ def _wait_for_paused(get_client, timeout: float = 300):
         run_id = asyncio.run(find())
         if run_id:
             return run_id
+        if not runner.is_alive():
+            raise AssertionError("the flow run ended before pausing for approval")
         time.sleep(1)
     raise AssertionError("the flow run never paused for approval")

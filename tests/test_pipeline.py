@@ -37,6 +37,35 @@ def test_nothing_to_do_when_nothing_changed(project):
     assert pp.ran_stages(out.stdout) == []
 
 
+def test_push_to_s3_wipe_pull_and_nothing_to_reproduce(project, moto_server):
+    """The DVC remote on a real S3 endpoint: a clone that pulls data, models and the run-cache has nothing to
+    re-train."""
+    import yaml
+
+    from mllmcl.cli import main
+
+    root = project["root"]
+    params_text = (root / "params.yaml").read_text()
+    params = yaml.safe_load(params_text)
+    params["storage"] = {"dvc_remote": f"s3://{moto_server['bucket']}/dvc",
+                         "s3": {"endpoint_url": moto_server["url"], "region": "us-east-1"}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        args = ["--params", str(root / "params.yaml")]
+        assert main([*args, "remote", "push", "--root", str(root)]) == 0
+        assert "testing" not in (root / ".dvc/config").read_text()  # no credentials written
+        for path in ("data/tasks", "models", "reports/predictions", ".dvc/cache"):
+            shutil.rmtree(root / path)
+        assert main([*args, "remote", "pull", "--root", str(root)]) == 0
+        assert (root / "models/experts/rs/adapter_model.safetensors").exists()
+        (root / "params.yaml").write_text(params_text)
+        out = pp.dvc(root, "repro")
+        assert pp.ran_stages(out.stdout) == [], out.stdout
+    finally:
+        (root / "params.yaml").write_text(params_text)
+        pp.dvc(root, "remote", "remove", "storage", check=False)
+
+
 def test_adding_a_task_reruns_only_its_stages_and_the_shared_tail(project):
     from mllmcl.cli import main
 

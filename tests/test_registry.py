@@ -4,7 +4,6 @@ publish/promote/list/show/rollback, checksum-verified loading, crash safety and 
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 import pytest
@@ -12,23 +11,7 @@ import pytest
 from mllmcl.registry import PromotionConflict, Registry, RegistryError, candidate_id
 from mllmcl.storage import LocalStore, S3Store, StoreError
 
-BUCKET = "mllmcl-test"
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    import boto3
-
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield {"server": server, "url": url, "port": port}
-    server.stop()
+from tests.conftest import BUCKET
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -170,3 +153,11 @@ def test_promote_from_cli_refuses_a_failed_gate_without_force(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "v-x" in err or "failed the gate" in err or "judged" in err
     assert not (tmp_path / "reg/mllmcl/aliases/production.json").exists()
+
+
+def test_a_relative_local_registry_works_from_the_project_root(tmp_path, monkeypatch):
+    """params.yaml says `registry.uri: registry`: the gate stage lists versions from the project root."""
+    monkeypatch.chdir(tmp_path)
+    reg = Registry.from_params({"registry": {"uri": "registry", "model": "m"}})
+    version = _publish(reg, tmp_path, "a")
+    assert [m["version"] for m in reg.list_versions()] == [version]

@@ -1,0 +1,84 @@
+"""The DVC remote of a project: configured from params.yaml `storage:` (a local folder or s3://bucket/prefix,
+with an endpoint for S3-compatible servers), and pushing/pulling data, models and DVC's run-cache.
+Credentials never pass through here: DVC reads them from the standard AWS chain (env, profile)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mllmcl.errors import UserError
+
+REMOTE = "storage"
+DVC_ENV = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+class DvcError(RuntimeError):
+    """A dvc command failed; the message carries the tail of its output."""
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, **DVC_ENV}
+    bin_dir = str(Path(sys.executable).parent)  # stage commands call `python`: the same environment's
+    if not env.get("PATH", "").startswith(bin_dir):
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise DvcError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail(proc)}")
+    return proc
+
+
+def tail(proc: subprocess.CompletedProcess, lines: int = 40) -> str:
+    text = (proc.stdout or "") + (proc.stderr or "")
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def remote_url(params: dict, root: Path) -> str | None:
+    """storage.dvc_remote as DVC wants it: s3:// URLs as they are; a local folder relative to the project root
+    (DVC rewrites it relative to .dvc/config, so the committed config holds no machine-specific path)."""
+    url = (params.get("storage") or {}).get("dvc_remote")
+    if not url:
+        return None
+    url = str(url)
+    if "://" in url:
+        if not url.startswith("s3://"):
+            raise UserError(f"params.yaml storage.dvc_remote: {url}: only s3:// URLs or local folders are supported")
+        return url
+    return url
+
+
+def configure(params: dict, root: Path) -> str | None:
+    """Make `storage.dvc_remote` the project's default DVC remote (in .dvc/config, which git tracks: no
+    secrets there). Returns the URL, or None when no remote is configured."""
+    url = remote_url(params, root)
+    if url is None:
+        return None
+    dvc(root, "remote", "add", "--default", "--force", REMOTE, url, check=True)
+    s3 = (params.get("storage") or {}).get("s3") or {}
+    if url.startswith("s3://"):
+        if s3.get("endpoint_url"):
+            dvc(root, "remote", "modify", REMOTE, "endpointurl", str(s3["endpoint_url"]), check=True)
+        if s3.get("region"):
+            dvc(root, "remote", "modify", REMOTE, "region", str(s3["region"]), check=True)
+    return url
+
+
+def has_remote(root: Path) -> bool:
+    proc = dvc(root, "remote", "list")
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def push(root: Path) -> str:
+    """Every cached output of dvc.lock (data, models) plus the run-cache, so a clone can skip re-training."""
+    return dvc(root, "push", "--run-cache", check=True).stdout
+
+
+def pull(root: Path, allow_missing: bool = True) -> str:
+    args = ["pull", "--run-cache"] + (["--allow-missing"] if allow_missing else [])
+    return dvc(root, *args, check=True).stdout
