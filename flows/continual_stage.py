@@ -77,6 +77,7 @@ def continual_stage(
     require_approval: bool | None = None,
     promote: bool = True,
     push: bool = True,
+    pull: bool = True,
     lock_wait_seconds: float = 0.0,
     stage_retries: int = 2,
     retry_delay_seconds: float = 5.0,
@@ -96,7 +97,7 @@ def continual_stage(
         from mllmcl import dvc_remote
 
         remote = bool(dvc_remote.configure(params, project)) or dag.has_remote(project)
-        if remote:
+        if remote and pull:
             logger.info("dvc pull")
             dag.pull(project)
         stages = dag.stage_order(project)
@@ -146,7 +147,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Run one continual stage now (Prefect flow around dvc repro).")
     p.add_argument("--root", default=".")
     p.add_argument("--require-approval", action="store_true", default=None)
-    p.add_argument("--no-promote", action="store_true")
+    p.add_argument("--no-promote", action="store_true", help="run and gate, never promote")
+    p.add_argument("--no-pull", action="store_true", help="skip `dvc pull` before the stages")
+    p.add_argument("--no-push", action="store_true", help="skip `dvc push` after them")
     a = p.parse_args()
-    print(json.dumps(continual_stage(root=a.root, require_approval=a.require_approval, promote=not a.no_promote),
-                     indent=2))
+    print(json.dumps(continual_stage(root=a.root, require_approval=a.require_approval, promote=not a.no_promote,
+                                     pull=not a.no_pull, push=not a.no_push), indent=2))
