@@ -4,7 +4,8 @@
 2. `make run`: the full DAG on the embedded defaults (5 domain tasks) -> the gate report;
 3. `dvc repro` with nothing changed (the no-op);
 4. an incremental continual stage: `mllmcl task add <6th task> --synthetic ...` then `dvc repro`;
-5. the Prefect flow's overhead over plain `dvc repro` on the fully cached pipeline.
+5. the Prefect flow's overhead over plain `dvc repro` on the fully cached pipeline;
+6. with --ability: the ability track through the same DAG, changing only `tasks` in params.yaml.
 
 Prints each number and writes them to reports/benchmark/pipeline.json (targets from the issue beside them)."""
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=None, help="where to clone (default: a new temp folder)")
     p.add_argument("--new-task", default="ocr", help="generator of the 6th task (default: ocr)")
+    p.add_argument("--ability", action="store_true", help="also run the ability track (tasks: ocr, math, count, gui)")
     p.add_argument("--out", type=Path, default=REPO / "reports/benchmark/pipeline.json")
     a = p.parse_args(argv)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="mllmcl-bench-"))
@@ -50,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"machine": f"{os.cpu_count()} CPUs", "commit": subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()}
 
+    def save():
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(out, indent=2) + "\n")
+
     def step(name: str, cmd, target: str | None = None):
         seconds = timed(cmd, clone, log)
         out[name] = seconds
+        save()
         print(f"{name:28s} {seconds:8.1f} s" + (f"   (target {target})" if target else ""), flush=True)
         return seconds
 
@@ -72,8 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists():
             out[name] = json.loads(path.read_text())
     out["gate_decision"] = out.get("metrics/gate.json", {}).get("decision")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2) + "\n")
+    save()
+    if a.ability:
+        from ruamel.yaml import YAML
+
+        yaml = YAML()
+        params = yaml.load((clone / "params.yaml").read_text())
+        params["tasks"] = ["ocr", "math", "count", "gui"]
+        with (clone / "params.yaml").open("w") as f:
+            yaml.dump(params, f)
+        step("ability_track_repro_s", [py, "-m", "dvc", "repro"])
+        out["ability_track"] = {"eval": json.loads((clone / "metrics/eval.json").read_text()),
+                                "experts": json.loads((clone / "reports/experts.json").read_text()),
+                                "gate": json.loads((clone / "metrics/gate.json").read_text())["decision"]}
+        save()
     print(f"incremental stage = {out['incremental_share_of_full']:.0%} of the full run; flow overhead "
           f"{out['flow_overhead_s']} s; wrote {a.out}")
     return 0

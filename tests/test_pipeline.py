@@ -54,7 +54,12 @@ def test_push_to_s3_wipe_pull_and_nothing_to_reproduce(project, moto_server):
         args = ["--params", str(root / "params.yaml")]
         assert main([*args, "remote", "push", "--root", str(root)]) == 0
         assert "testing" not in (root / ".dvc/config").read_text()  # no credentials written
-        for path in ("data/tasks", "models", "reports/predictions", ".dvc/cache"):
+        # what a fresh `git clone` lacks: every cached output of dvc.lock and the cache (the .gitignore files
+        # DVC writes beside outputs are committed, so they stay)
+        lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+        cached = {o["path"] for entry in lock.values() for o in entry.get("outs", []) if str(o.get("md5")).endswith(".dir")}
+        assert {"models/base", "models/experts/rs", "data/tasks/rs", "models/router"} <= cached
+        for path in [*cached, ".dvc/cache"]:
             shutil.rmtree(root / path)
         assert main([*args, "remote", "pull", "--root", str(root)]) == 0
         assert (root / "models/experts/rs/adapter_model.safetensors").exists()

@@ -90,6 +90,18 @@ def test_synthetic_task_add_registers_a_generator_spec(project, capsys):
     assert load_params(project / "params.yaml")["tasks"][-1] == "ocr"
 
 
+def test_a_shipped_generator_spec_is_learned_and_a_clash_refused(project, capsys):
+    shipped = project / "data/raw/count"
+    shipped.mkdir(parents=True)
+    (shipped / "spec.yaml").write_text("generator: count\n")
+    args = ["--params", str(project / "params.yaml"), "task", "add"]
+    assert main([*args, "count", "--synthetic", "math", "--root", str(project)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "count", "--synthetic", "count", "--root", str(project)]) == 0
+    assert load_params(project / "params.yaml")["tasks"][-1] == "count"
+    assert (shipped / "spec.yaml").read_text() == "generator: count\n"
+
+
 @pytest.mark.parametrize("args, message", [
     (["rs", "--synthetic", "rs"], "already in"),
     (["Bad-Name", "--synthetic", "rs"], "lowercase"),
