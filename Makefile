@@ -12,6 +12,8 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# DVC stage commands call `python`: the venv's
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup run test test-fast prefect-server serve clean help
 

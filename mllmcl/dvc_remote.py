@@ -19,16 +19,17 @@ class DvcError(RuntimeError):
     """A dvc command failed; the message carries the tail of its output."""
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, **DVC_ENV}
-    bin_dir = str(Path(sys.executable).parent)  # stage commands call `python`: the same environment's
-    if not env.get("PATH", "").startswith(bin_dir):
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    return env
+def env() -> dict[str, str]:
+    """The environment for dvc: offline, and `python` in stage commands is this interpreter."""
+    out = {**os.environ, **DVC_ENV}
+    bin_dir = str(Path(sys.executable).parent)
+    if not out.get("PATH", "").startswith(bin_dir):
+        out["PATH"] = bin_dir + os.pathsep + out.get("PATH", "")
+    return out
 
 
 def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise DvcError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail(proc)}")
     return proc

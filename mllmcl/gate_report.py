@@ -10,12 +10,17 @@ from pathlib import Path
 
 
 def _png(fig) -> str:
+    """A figure as a data URI (the page embeds every plot: no external assets)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def png_bytes(data_uri: str) -> bytes:
+    return base64.b64decode(data_uri.split(",", 1)[1])
 
 
 def _bars(eval_json: dict, production: dict | None) -> str:
@@ -59,8 +64,7 @@ def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "Rd
 
     arr = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(tasks), 0.9 + 0.55 * len(ylabels)))
-    colours = plt.get_cmap(cmap).copy()
-    colours.set_bad("white")
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(arr), vmin=0, vmax=1, cmap=colours)
     dark = (lambda v: v > 0.55) if cmap == "Blues" else (lambda v: v < 0.25 or v > 0.85)
     for (i, j), v in np.ndenumerate(arr):
@@ -75,7 +79,7 @@ def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "Rd
     return _png(fig)
 
 
-def _confusion(eval_json: dict) -> str | None:
+def confusion_figure(eval_json: dict) -> str | None:
     conf = eval_json.get("router_confusion")
     if not conf:
         return None
@@ -90,7 +94,7 @@ def _confusion(eval_json: dict) -> str | None:
                     marked=marked)
 
 
-def _matrix(gate: dict, history: list[dict] | None) -> str | None:
+def matrix_figure(gate: dict) -> str | None:
     """The accuracy matrix, rows labelled by the version that produced them; the candidate's failed cells framed."""
     m = gate.get("metrics", {})
     if not m.get("matrix"):
@@ -151,11 +155,11 @@ def render_html(gate: dict, eval_json: dict, production: dict | None) -> str:
     why = ("".join(f"<li><b>{html.escape(c['name'])}</b>: {html.escape(c['detail'])}</li>" for c in failed)
            if failed else "<li>every check passed</li>")
     figures = [("Accuracy per task: candidate vs production vs zero-shot base", _bars(eval_json, production))]
-    matrix = _matrix(gate, None)
+    matrix = matrix_figure(gate)
     if matrix:
         figures.append(("Accuracy matrix: each row is the model after learning one more task; a drop down a "
                         "column is forgetting (framed: the candidate's failed checks)", matrix))
-    conf = _confusion(eval_json)
+    conf = confusion_figure(eval_json)
     if conf:
         figures.append(("Router confusion: rows are the true task, columns where the router sent it (framed: "
                         "below 0.95)", conf))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mllmcl.gate import evaluate_gate
-from mllmcl.gate_report import write_gate_reports
+from mllmcl.gate_report import confusion_figure, matrix_figure, png_bytes, write_gate_reports
 from mllmcl.promotion import candidate_files, dvc_lock_hashes, git_commit, git_dirty
 from mllmcl.registry import Registry, candidate_id
 
@@ -45,4 +45,10 @@ def run_gate(params: dict, root: Path) -> dict:
     rows.append({"task": "language", "accuracy": eval_json.get("language", {}).get("accuracy", 0.0)})
     (root / "reports/plots").mkdir(parents=True, exist_ok=True)
     (root / "reports/plots/accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    for name, figure in (("accuracy_matrix.png", matrix_figure(gate)), ("router_confusion.png", confusion_figure(eval_json))):
+        path = root / "reports/plots" / name
+        if figure:  # image plots for `dvc plots show`
+            path.write_bytes(png_bytes(figure))
+        else:
+            path.unlink(missing_ok=True)
     return gate

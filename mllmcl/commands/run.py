@@ -20,7 +20,10 @@ def register(sub) -> None:
 
 
 def _dvc(root: Path, *args: str) -> int:
-    return subprocess.call([sys.executable, "-m", "dvc", *args], cwd=root)
+    from mllmcl.dvc_remote import env
+
+    # stage commands say `python`: make it this environment's, whatever the caller's PATH
+    return subprocess.call([sys.executable, "-m", "dvc", *args], cwd=root, env=env())
 
 
 def _run(args) -> int:
