@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 
-def _png(fig) -> str:
+def png_data_uri(fig) -> str:
     """A figure as a data URI (the page embeds every plot: no external assets)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -23,13 +23,19 @@ def png_bytes(data_uri: str) -> bytes:
     return base64.b64decode(data_uri.split(",", 1)[1])
 
 
-def _bars(eval_json: dict, production: dict | None) -> str:
+def task_order(gate: dict, eval_json: dict) -> list[str]:
+    """Tasks in the order they were learned (eval.json's keys are sorted by name)."""
+    learned = gate.get("metrics", {}).get("matrix_tasks") or []
+    return [t for t in learned if t in eval_json["tasks"]] + [t for t in eval_json["tasks"] if t not in learned]
+
+
+def _bars(eval_json: dict, production: dict | None, order: list[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(eval_json["tasks"]) + ["language"]
+    tasks = list(order) + ["language"]
     cand = [eval_json["tasks"][t]["accuracy"] for t in tasks[:-1]] + [eval_json.get("language", {}).get("accuracy", 0)]
     prod_eval = (production or {}).get("eval") or {}
     prod = [prod_eval.get("tasks", {}).get(t, {}).get("accuracy") for t in tasks[:-1]]
@@ -39,7 +45,8 @@ def _bars(eval_json: dict, production: dict | None) -> str:
     x = range(len(tasks))
     w = 0.27
     ax.bar([i - w for i in x], [b or 0 for b in base], w, label="zero-shot base", color="#c9c9c9")
-    ax.bar(list(x), [p or 0 for p in prod], w, label="production", color="#7aa6d8")
+    ax.bar(list(x), [p or 0 for p in prod], w, label="production" if production else "production (none yet)",
+           color="#7aa6d8")
     bars = ax.bar([i + w for i in x], cand, w, label="candidate", color="#e08a2c")
     for bar, c, p in zip(bars, cand, prod):
         worse = p is not None and c < p - 1e-9
@@ -50,7 +57,7 @@ def _bars(eval_json: dict, production: dict | None) -> str:
     ax.set_ylabel("accuracy")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "RdYlGn",
@@ -76,15 +83,15 @@ def _heatmap(matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "Rd
     ax.set_yticks(range(len(ylabels)), ylabels)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
-def confusion_figure(eval_json: dict) -> str | None:
+def confusion_figure(eval_json: dict, order: list[str]) -> str | None:
     conf = eval_json.get("router_confusion")
     if not conf:
         return None
-    rows = list(conf)
-    cols = list(eval_json["tasks"]) + ["base"]
+    rows = [t for t in order if t in conf] + [t for t in conf if t not in order]
+    cols = list(order) + ["base"]
     matrix = []
     for r in rows:
         total = sum(conf[r].values()) or 1
@@ -94,22 +101,33 @@ def confusion_figure(eval_json: dict) -> str | None:
                     marked=marked)
 
 
-def matrix_figure(gate: dict) -> str | None:
-    """The accuracy matrix, rows labelled by the version that produced them; the candidate's failed cells framed."""
+def matrix_figure(gate: dict, *, always: bool = False) -> str | None:
+    """The accuracy matrix, one row per stage the registry holds a version of plus the candidate's row; the
+    candidate's failed cells framed. None until there is an earlier stage to compare with, unless `always`
+    (a DVC plot file must exist even for a first candidate)."""
     m = gate.get("metrics", {})
-    if not m.get("matrix"):
+    tasks, matrix = m.get("matrix_tasks") or [], m.get("matrix") or []
+    if not matrix:
         return None
-    tasks, matrix = m["matrix_tasks"], m["matrix"]
+    known = [i for i, row in enumerate(matrix[:-1]) if any(v is not None for v in row)]
+    if not known and not always:
+        return None
     failed = {c["name"].split(":", 1)[1] for c in gate["checks"] if not c["passed"] and ":" in c["name"]}
-    last = len(matrix) - 1
-    marked = {(last, j) for j, t in enumerate(tasks) if t in failed}
-    labels = [f"+{tasks[i]}" for i in range(len(matrix))]
-    labels[last] = f"+{tasks[last]} (candidate)"
-    for i, row in enumerate(matrix[:-1]):
-        if all(v is None for v in row):
-            labels[i] += " (no version)"
-    return _heatmap(matrix, tasks, "accuracy after each stage (row) on each task (column)", "evaluated on", labels,
+    rows = [matrix[i] for i in known] + [matrix[-1]]
+    labels = [f"after +{tasks[i]}" for i in known] + [f"after +{tasks[-1]} (candidate)"]
+    marked = {(len(rows) - 1, j) for j, t in enumerate(tasks) if t in failed}
+    return _heatmap(rows, tasks, "accuracy after each stage (row) on each task (column)", "evaluated on", labels,
                     marked=marked)
+
+
+def coverage_note(gate: dict) -> str:
+    """Says when MFT/MAA/BWT rest on fewer stages than the candidate has learned."""
+    m = gate.get("metrics", {})
+    known, total = m.get("stages_known"), m.get("stages")
+    if not total or known == total:
+        return ""
+    return (f"MFT, MAA and BWT cover {known} of {total} stages: the registry holds no version for the others "
+            "(a first run learns several tasks at once), so they fill in as later stages are promoted.")
 
 
 def render_markdown(gate: dict, eval_json: dict) -> str:
@@ -124,13 +142,14 @@ def render_markdown(gate: dict, eval_json: dict) -> str:
         lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {_fmt(c['value'])} | "
                      f"{_fmt(c['threshold'])} | {c['detail']} |")
     lines += ["", "| task | accuracy | router accuracy | n |", "|---|---|---|---|"]
-    for t, v in eval_json.get("tasks", {}).items():
+    for t in task_order(gate, eval_json):
+        v = eval_json["tasks"][t]
         lines.append(f"| {t} | {v['accuracy']:.3f} | {v.get('router_accuracy', 0):.3f} | {v['n']} |")
     lang = eval_json.get("language", {})
     if lang:
         lines.append(f"| language (text-only) | {lang['accuracy']:.3f} | {lang.get('router_accuracy', 0):.3f} | {lang['n']} |")
     lines += ["", f"Continual-learning metrics: MFT {_fmt(m.get('MFT'))}, MFN {_fmt(m.get('MFN'))}, "
-              f"MAA {_fmt(m.get('MAA'))}, BWT {_fmt(m.get('BWT'))}."]
+              f"MAA {_fmt(m.get('MAA'))}, BWT {_fmt(m.get('BWT'))}. {coverage_note(gate)}".rstrip()]
     lineage = gate.get("lineage", {})
     if lineage:
         lines += ["", f"Lineage: git `{lineage.get('git_commit') or 'unknown'}`"
@@ -154,16 +173,22 @@ def render_html(gate: dict, eval_json: dict, production: dict | None) -> str:
         f"<td>{html.escape(c['detail'])}</td></tr>" for c in gate["checks"])
     why = ("".join(f"<li><b>{html.escape(c['name'])}</b>: {html.escape(c['detail'])}</li>" for c in failed)
            if failed else "<li>every check passed</li>")
-    figures = [("Accuracy per task: candidate vs production vs zero-shot base", _bars(eval_json, production))]
+    order = task_order(gate, eval_json)
+    figures = [("Accuracy per task: candidate vs production vs zero-shot base", _bars(eval_json, production, order))]
     matrix = matrix_figure(gate)
     if matrix:
         figures.append(("Accuracy matrix: each row is the model after learning one more task; a drop down a "
                         "column is forgetting (framed: the candidate's failed checks)", matrix))
-    conf = confusion_figure(eval_json)
+    else:
+        figures.append(("Accuracy matrix", None))
+    conf = confusion_figure(eval_json, order)
     if conf:
         figures.append(("Router confusion: rows are the true task, columns where the router sent it (framed: "
                         "below 0.95)", conf))
-    figs = "".join(f"<figure><figcaption>{html.escape(t)}</figcaption><img src='{src}'></figure>" for t, src in figures)
+    no_matrix = ("<p class='note'>Appears once the registry holds a version of an earlier stage: each promoted stage "
+                 "adds a row, and a drop down a column is forgetting.</p>")
+    figs = "".join(f"<figure><figcaption>{html.escape(t)}</figcaption>{_img(src) if src else no_matrix}</figure>"
+                   for t, src in figures)
     lang = eval_json.get("language", {})
     lineage = gate.get("lineage", {})
     lineage_html = (f"<p>git <code>{html.escape(str(lineage.get('git_commit') or 'unknown'))}</code>"
@@ -187,9 +212,13 @@ figcaption{{font-weight:600;margin-bottom:6px}} img{{max-width:100%}} code,pre{{
 <span>language {_fmt(lang.get('accuracy'))} (base {_fmt(lang.get('base_accuracy'))})</span></div>
 <p class="note">MFN: mean accuracy on every task after the last stage; MFT: mean accuracy on each task right after
 learning it; MAA: mean of the per-stage averages; BWT: mean change on earlier tasks since learning them (negative =
-forgetting); language: text-only suite, candidate vs the plain base.</p>
+forgetting); language: text-only suite, candidate vs the plain base. {html.escape(coverage_note(gate))}</p>
 <h3>Checks</h3><table><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>{rows}</table>
 {figs}<h3>Lineage</h3>{lineage_html}</body></html>"""
+
+
+def _img(src: str) -> str:
+    return f"<img src='{src}'>"
 
 
 def _lock_text(lock: dict) -> str:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mllmcl.gate import evaluate_gate
-from mllmcl.gate_report import confusion_figure, matrix_figure, png_bytes, write_gate_reports
+from mllmcl.gate_report import confusion_figure, matrix_figure, png_bytes, task_order, write_gate_reports
 from mllmcl.promotion import candidate_files, dvc_lock_hashes, git_commit, git_dirty
 from mllmcl.registry import Registry, candidate_id
 
@@ -41,11 +41,12 @@ def run_gate(params: dict, root: Path) -> dict:
     (root / "metrics").mkdir(exist_ok=True)
     (root / "metrics/gate.json").write_text(json.dumps(gate, indent=2) + "\n")
     write_gate_reports(gate, eval_json, production, root / "reports")
-    rows = [{"task": t, "accuracy": v["accuracy"]} for t, v in eval_json["tasks"].items()]
+    order = task_order(gate, eval_json)
+    rows = [{"task": t, "accuracy": eval_json["tasks"][t]["accuracy"]} for t in order]
     rows.append({"task": "language", "accuracy": eval_json.get("language", {}).get("accuracy", 0.0)})
     (root / "reports/plots").mkdir(parents=True, exist_ok=True)
     (root / "reports/plots/accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
-    for name, figure in (("accuracy_matrix.png", matrix_figure(gate)), ("router_confusion.png", confusion_figure(eval_json))):
+    for name, figure in (("accuracy_matrix.png", matrix_figure(gate, always=True)), ("router_confusion.png", confusion_figure(eval_json, order))):
         path = root / "reports/plots" / name
         if figure:  # image plots for `dvc plots show`
             path.write_bytes(png_bytes(figure))

@@ -58,7 +58,13 @@ def summary(a: Matrix) -> dict:
         return None if x is None else round(x, 4)
 
     return {"MFT": r(mft(a)), "MFN": r(mfn(a)), "MAA": r(maa(a)), "BWT": r(bwt(a)),
-            "forgetting": [r(f) for f in forgetting(a)]}
+            "forgetting": [r(f) for f in forgetting(a)], "stages": len(a), "stages_known": stages_known(a)}
+
+
+def stages_known(a: Matrix) -> int:
+    """Rows of the matrix with any value: MFT, MAA and BWT cover only these (a first run that learns several
+    tasks at once has its final row alone, until later stages are promoted one by one)."""
+    return sum(any(v is not None for v in row) for row in a)
 
 
 def accuracy_matrix(history: Sequence[dict], candidate: dict) -> tuple[list[str], list[list[float | None]]]:

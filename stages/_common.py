@@ -39,6 +39,10 @@ def run(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
     except (UserError, RecordError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         code = 1
+    except ModuleNotFoundError as e:  # DVC ran the stage with a `python` that is not the project's venv
+        print(f"error: {sys.executable} has no module '{e.name}': run DVC from the project's environment "
+              "(`source .venv/bin/activate`, or `make run`)", file=sys.stderr)
+        code = 1
     sys.exit(code)
 
 

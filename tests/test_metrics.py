@@ -42,3 +42,9 @@ def test_accuracy_matrix_from_registry_history():
     tasks, rows = metrics.accuracy_matrix(history, version(["rs", "med", "ad"], [0.88, 0.75, 0.6]))
     assert tasks == ["rs", "med", "ad"]
     assert rows == [[0.9, None, None], [0.88, 0.75, None], [0.88, 0.75, 0.6]]
+
+
+def test_summary_says_how_many_stages_it_covers():
+    s = metrics.summary([[None, None], [0.8, 0.7]])
+    assert s["stages"] == 2 and s["stages_known"] == 1 and s["BWT"] is None
+    assert metrics.summary(A)["stages_known"] == 3
