@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("task", "predict", "registry", "gate", "remote", "drift", "run")
+COMMAND_MODULES = ("task", "predict", "registry", "gate", "remote", "drift", "run", "benchmark")
 
 
 class CommandError(Exception):

@@ -41,7 +41,7 @@ def train_expert(task: str, params: dict, root: Path = Path("."), *, stop_after:
 
     examples = encode_records(prompting, train_records, task_folder, with_answers=True)
     peft_model = get_peft_model(model, lora_config(cfg))
-    train_cfg = TrainConfig.from_section(cfg, seed=int(cfg.get("seed", 0)) + _task_seed(task))
+    train_cfg = TrainConfig.from_section(cfg, seed=int(cfg.get("seed", 0)) + task_seed(task))
     t0 = time.perf_counter()
     stats = train(
         peft_model,
@@ -67,7 +67,7 @@ def train_expert(task: str, params: dict, root: Path = Path("."), *, stop_after:
     return stats
 
 
-def _task_seed(task: str) -> int:
+def task_seed(task: str) -> int:
     import zlib
 
     return zlib.crc32(task.encode()) % 10_000

@@ -24,12 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(cmd: list[str] | str, cwd: Path, log: Path) -> float:
+    # DVC stage commands say `python`: it must be the clone's venv, as `make` and an activated shell arrange
+    path = f"{cwd / '.venv/bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     t0 = time.perf_counter()
     with log.open("a") as f:
         f.write(f"\n$ {cmd if isinstance(cmd, str) else ' '.join(cmd)}\n")
         f.flush()
         proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, shell=isinstance(cmd, str),
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"})
+                              env={**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"})
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed ({proc.returncode}) after {seconds:.0f} s: see {log}")
@@ -42,21 +44,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-task", default="ocr", help="generator of the 6th task (default: ocr)")
     p.add_argument("--ability", action="store_true", help="also run the ability track (tasks: ocr, math, count, gui)")
     p.add_argument("--out", type=Path, default=REPO / "reports/benchmark/pipeline.json")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse --workdir's clone and skip the steps --out already records (after a failed step)")
     a = p.parse_args(argv)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="mllmcl-bench-"))
     clone = work / "mllmcl"
     log = work / "bench.log"
     print(f"clone: {clone}\nlog:   {log}")
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    if not (a.resume and clone.is_dir()):
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     py = str(clone / ".venv/bin/python")
     out: dict = {"machine": f"{os.cpu_count()} CPUs", "commit": subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()}
+    if a.resume and a.out.exists():
+        done = json.loads(a.out.read_text())
+        if done.get("commit") == out["commit"]:
+            out = done
 
     def save():
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(out, indent=2) + "\n")
 
     def step(name: str, cmd, target: str | None = None):
+        if name in out:
+            print(f"{name:28s} {out[name]:8.1f} s   (recorded earlier)")
+            return out[name]
         seconds = timed(cmd, clone, log)
         out[name] = seconds
         save()
