@@ -94,14 +94,31 @@ def dvc_add(path: Path, root: Path) -> None:
 
 
 def append_task(params_path: Path, name: str) -> None:
-    """Round-trip edit with ruamel so every comment and the key order survive."""
+    _edit_tasks(params_path, lambda tasks: tasks.append(name))
+
+
+def set_tasks(params_path: Path, names: list[str]) -> None:
+    """Replace the learned task list (switching tracks), keeping the file's comments."""
+    def replace(tasks) -> None:
+        trailing = tasks.ca.items.pop(len(tasks) - 1, None) if tasks else None  # the comment block after the list
+        tasks.clear()
+        tasks.extend(names)
+        if trailing and names:
+            tasks.ca.items[len(names) - 1] = trailing
+
+    _edit_tasks(params_path, replace)
+
+
+def _edit_tasks(params_path: Path, edit) -> None:
+    """Round-trip edit with ruamel so every comment and the key order survive; written atomically."""
     from ruamel.yaml import YAML
 
     y = YAML()
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096  # keep flow-style lines whole
     data = y.load(Path(params_path).read_text(encoding="utf-8"))
-    data["tasks"].append(name)
+    edit(data["tasks"])
     tmp = Path(params_path).with_suffix(".yaml.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         y.dump(data, f)

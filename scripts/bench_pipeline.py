@@ -93,13 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     out["gate_decision"] = out.get("metrics/gate.json", {}).get("decision")
     save()
     if a.ability:
-        from ruamel.yaml import YAML
+        from mllmcl.tasks import set_tasks
 
-        yaml = YAML()
-        params = yaml.load((clone / "params.yaml").read_text())
-        params["tasks"] = ["ocr", "math", "count", "gui"]
-        with (clone / "params.yaml").open("w") as f:
-            yaml.dump(params, f)
+        set_tasks(clone / "params.yaml", ["ocr", "math", "count", "gui"])
         step("ability_track_repro_s", [py, "-m", "dvc", "repro"])
         out["ability_track"] = {"eval": json.loads((clone / "metrics/eval.json").read_text()),
                                 "experts": json.loads((clone / "reports/experts.json").read_text()),
