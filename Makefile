@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # DVC stage commands call `python`: the venv's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-fast prefect-server serve clean help
+.PHONY: setup run lint test test-fast prefect-server serve clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,10 +34,15 @@ setup: $(STAMP)  ## create .venv from nothing (idempotent)
 run: setup  ## run the continual-learning pipeline on the embedded defaults
 	$(BIN)/python -m mllmcl run
 
-test: setup  ## run the whole test suite (slow end-to-end tests included)
+lint: setup  ## ruff (lint + format check) and the import contract (layers of pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint  ## lint, then the whole test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest -q
 
-test-fast: setup  ## skip the slow end-to-end tests
+test-fast: lint  ## lint, then skip the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 PREFECT_PORT ?= 4200

@@ -14,8 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
 
-from flows import dag
+from flows import dag, dvc_cli
 from flows.lock import stage_lock
+from mllmcl.paths import ProjectPaths
 
 TRAINING_STAGES = ("base", "train_expert", "train_router")
 
@@ -58,12 +59,19 @@ def _publish_gate(root: Path, gate: dict, eval_json: dict | None) -> None:
     markdown = report.read_text() if report.exists() else f"# Gate: {gate['decision']}\n"
     create_markdown_artifact(markdown=markdown, key="gate-report", description=f"gate {gate['decision']}")
     if eval_json:
-        rows = [{"task": t, "accuracy": v["accuracy"], "router_accuracy": v.get("router_accuracy"), "n": v["n"]}
-                for t, v in eval_json.get("tasks", {}).items()]
+        rows = [
+            {"task": t, "accuracy": v["accuracy"], "router_accuracy": v.get("router_accuracy"), "n": v["n"]}
+            for t, v in eval_json.get("tasks", {}).items()
+        ]
         if "language" in eval_json:
-            rows.append({"task": "language (text-only)", "accuracy": eval_json["language"]["accuracy"],
-                         "router_accuracy": eval_json["language"].get("router_accuracy"),
-                         "n": eval_json["language"]["n"]})
+            rows.append(
+                {
+                    "task": "language (text-only)",
+                    "accuracy": eval_json["language"]["accuracy"],
+                    "router_accuracy": eval_json["language"].get("router_accuracy"),
+                    "n": eval_json["language"]["n"],
+                }
+            )
         create_table_artifact(table=rows, key="per-task-accuracy", description="candidate accuracy per task")
 
 
@@ -74,6 +82,7 @@ def _read_json(path: Path) -> dict | None:
 @flow(name="continual_stage", log_prints=True)
 def continual_stage(
     root: str = ".",
+    params_file: str = "params.yaml",
     require_approval: bool | None = None,
     promote: bool = True,
     push: bool = True,
@@ -89,14 +98,12 @@ def continual_stage(
     project = Path(root).resolve()
     from mllmcl.config import load_params
 
-    params = load_params(project / "params.yaml")
+    params = load_params(Path(params_file) if Path(params_file).is_absolute() else project / params_file)
     if require_approval is None:
-        require_approval = bool(params.get("gate", {}).get("require_approval", False))
+        require_approval = params.gate.require_approval
     summary: dict = {"root": str(project), "stages": [], "promoted": None, "decision": None}
     with stage_lock(project, wait_seconds=lock_wait_seconds, holder=f"continual_stage {reason}".strip()):
-        from mllmcl import dvc_remote
-
-        remote = bool(dvc_remote.configure(params, project)) or dag.has_remote(project)
+        remote = bool(dvc_cli.configure(params, project)) or dag.has_remote(project)
         if remote and pull:
             logger.info("dvc pull")
             dag.pull(project)
@@ -125,10 +132,11 @@ def continual_stage(
                     logger.info("rejected by reviewer: %s", decision.comment)
                     return _finish(project, summary, push and remote, logger)
                 approved_by = decision.comment or "approved"
-            from mllmcl.promotion import promote_candidate
+            from mllmcl.release.promotion import promote_candidate
 
-            summary["promoted"] = promote_candidate(params, project, reason=reason or "continual_stage flow",
-                                                    approved_by=approved_by)
+            summary["promoted"] = promote_candidate(
+                params, ProjectPaths(project), reason=reason or "continual_stage flow", approved_by=approved_by
+            )
             logger.info("promoted %s to production", summary["promoted"])
         return _finish(project, summary, push and remote, logger)
 
@@ -141,15 +149,45 @@ def _finish(project: Path, summary: dict, push: bool, logger) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def main(args) -> int:
+    summary = continual_stage(
+        root=str(args.root),
+        params_file=str(args.params),
+        require_approval=args.require_approval,
+        promote=not args.no_promote,
+        pull=not args.no_pull,
+        push=not args.no_push,
+        lock_wait_seconds=args.lock_wait,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0 if summary.get("decision") == "pass" else 1
+
+
+def parser():
     import argparse
 
-    p = argparse.ArgumentParser(description="Run one continual stage now (Prefect flow around dvc repro).")
-    p.add_argument("--root", default=".")
-    p.add_argument("--require-approval", action="store_true", default=None)
+    from mllmcl.entry import add_common_options
+
+    p = argparse.ArgumentParser(
+        description="Run one continual stage now (Prefect flow around dvc repro). "
+        "Exit 0: the gate passed; 1: it failed (nothing promoted); 2: bad input."
+    )
+    add_common_options(p)
+    p.add_argument("--require-approval", action="store_true", default=None, help="pause for a reviewer")
     p.add_argument("--no-promote", action="store_true", help="run and gate, never promote")
     p.add_argument("--no-pull", action="store_true", help="skip `dvc pull` before the stages")
     p.add_argument("--no-push", action="store_true", help="skip `dvc push` after them")
-    a = p.parse_args()
-    print(json.dumps(continual_stage(root=a.root, require_approval=a.require_approval, promote=not a.no_promote,
-                                     pull=not a.no_pull, push=not a.no_push), indent=2))
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running continual stage to finish (default: fail at once)",
+    )
+    return p
+
+
+if __name__ == "__main__":
+    from mllmcl.entry import main_of
+
+    main_of(main, parser())

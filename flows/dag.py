@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from mllmcl.dvc_remote import DvcError, dvc, has_remote, pull, push, tail
+from flows.dvc_cli import DvcError, dvc, has_remote, pull, push, tail
 
 __all__ = ["DvcError", "dvc", "has_remote", "pull", "push", "repro_stage", "stage_order", "stale_stages"]
 

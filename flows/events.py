@@ -1,6 +1,6 @@
 """Emitting the event that starts a drift-triggered continual stage (`flows.serve` deploys the listener).
 
-    python -m flows.events --project mllmcl --batch incoming/2026-11-23 --drift-share 0.42
+python -m flows.events --project mllmcl --batch incoming/2026-11-23 --drift-share 0.42
 """
 
 from __future__ import annotations
@@ -8,37 +8,54 @@ from __future__ import annotations
 import argparse
 
 from flows.serve import DRIFT_EVENT
+from mllmcl.errors import UserError
+
+
+class NoPrefectServer(UserError):
+    """An event with nowhere to go: Prefect drops it silently, we refuse to pretend it was sent."""
 
 
 def emit_drift_detected(project: str, batch: str, drift_share: float, report: str | None = None):
-    """Emit `mllmcl.drift.detected` to the Prefect server in PREFECT_API_URL; returns the event (or None when
-    no server is configured, as Prefect does)."""
+    """Emit `mllmcl.drift.detected` to the Prefect server in PREFECT_API_URL and wait until it is delivered.
+    Without a configured server Prefect would drop the event silently: that is an error here."""
     from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL
 
-    return emit_event(
+    if not PREFECT_API_URL.value():
+        raise NoPrefectServer("no Prefect API configured (set PREFECT_API_URL to a running server): nothing emitted")
+    event = emit_event(
         event=DRIFT_EVENT,
         resource={"prefect.resource.id": f"mllmcl.project.{project}", "prefect.resource.name": project},
         payload={"batch": batch, "drift_share": float(drift_share), "report": report or ""},
     )
+    EventsWorker.drain_all(timeout=30)  # a short-lived process must deliver before it exits
+    if event is None:
+        raise NoPrefectServer("Prefect did not accept the event (is PREFECT_API_URL a running server?)")
+    return event
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(args) -> int:
+    event = emit_drift_detected(args.project, args.batch, args.drift_share, args.report)
+    print(
+        f"emitted {DRIFT_EVENT} {event.id} for {args.project}: batch {args.batch}, drift share {args.drift_share:.2f}"
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from mllmcl.entry import add_common_options
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_options(p)
     p.add_argument("--project", default="mllmcl", help="resource name the trigger matches (mllmcl.project.NAME)")
     p.add_argument("--batch", required=True, help="what drifted (a folder or batch id), passed to the flow run")
     p.add_argument("--drift-share", type=float, required=True, help="share of drifted columns, 0..1")
     p.add_argument("--report", default=None, help="path of the drift report, for the reviewer")
-    a = p.parse_args(argv)
-    from prefect.events.worker import EventsWorker
-
-    event = emit_drift_detected(a.project, a.batch, a.drift_share, a.report)
-    EventsWorker.drain_all(timeout=30)  # a short-lived process must deliver before it exits
-    if event is None:
-        print("no Prefect API configured (set PREFECT_API_URL): nothing emitted")
-        return 1
-    print(f"emitted {DRIFT_EVENT} {event.id} for {a.project}: batch {a.batch}, drift share {a.drift_share:.2f}")
-    return 0
+    return p
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mllmcl.entry import main_of
+
+    main_of(main, parser())

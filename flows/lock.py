@@ -9,16 +9,19 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_FILE = Path(".mllmcl") / "continual_stage.lock"
+from mllmcl.errors import UserError
+from mllmcl.paths import ProjectPaths
+
+LOCK_NAME = "continual_stage.lock"
 
 
-class StageBusy(RuntimeError):
+class StageBusy(UserError):
     """Another continual stage holds the lock for longer than this run was willing to wait."""
 
 
 @contextmanager
 def stage_lock(root: Path, *, wait_seconds: float = 0.0, poll: float = 0.2, holder: str = ""):
-    path = Path(root) / LOCK_FILE
+    path = ProjectPaths(Path(root)).state / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait_seconds
@@ -30,8 +33,9 @@ def stage_lock(root: Path, *, wait_seconds: float = 0.0, poll: float = 0.2, hold
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     other = path.read_text(encoding="utf-8", errors="replace").strip() or "another run"
-                    raise StageBusy(f"a continual stage is already running ({other}); waited {wait_seconds:.0f} s "
-                                    f"for {path}") from None
+                    raise StageBusy(
+                        f"a continual stage is already running ({other}); waited {wait_seconds:.0f} s for {path}"
+                    ) from None
                 time.sleep(poll)
         os.ftruncate(fd, 0)
         os.write(fd, f"{holder or 'pid ' + str(os.getpid())}\n".encode())

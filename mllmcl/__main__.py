@@ -1,3 +1,3 @@
-from mllmcl.cli import main
+from mllmcl.cli.main import main
 
 raise SystemExit(main())

@@ -30,8 +30,14 @@ def timed(cmd: list[str] | str, cwd: Path, log: Path) -> float:
     with log.open("a") as f:
         f.write(f"\n$ {cmd if isinstance(cmd, str) else ' '.join(cmd)}\n")
         f.flush()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, shell=isinstance(cmd, str),
-                              env={**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"})
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            shell=isinstance(cmd, str),
+            env={**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"},
+        )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed ({proc.returncode}) after {seconds:.0f} s: see {log}")
@@ -44,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-task", default="ocr", help="generator of the 6th task (default: ocr)")
     p.add_argument("--ability", action="store_true", help="also run the ability track (tasks: ocr, math, count, gui)")
     p.add_argument("--out", type=Path, default=REPO / "reports/benchmark/pipeline.json")
-    p.add_argument("--resume", action="store_true",
-                   help="reuse --workdir's clone and skip the steps --out already records (after a failed step)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse --workdir's clone and skip the steps --out already records (after a failed step)",
+    )
     a = p.parse_args(argv)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="mllmcl-bench-"))
     clone = work / "mllmcl"
@@ -54,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.resume and clone.is_dir()):
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     py = str(clone / ".venv/bin/python")
-    out: dict = {"machine": f"{os.cpu_count()} CPUs", "commit": subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()}
+    out: dict = {
+        "machine": f"{os.cpu_count()} CPUs",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+        ).stdout.strip(),
+    }
     if a.resume and a.out.exists():
         done = json.loads(a.out.read_text())
         if done.get("commit") == out["commit"]:
@@ -93,16 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     out["gate_decision"] = out.get("metrics/gate.json", {}).get("decision")
     save()
     if a.ability:
-        from mllmcl.tasks import set_tasks
+        from mllmcl.data.tasks import set_tasks
 
         set_tasks(clone / "params.yaml", ["ocr", "math", "count", "gui"])
         step("ability_track_repro_s", [py, "-m", "dvc", "repro"])
-        out["ability_track"] = {"eval": json.loads((clone / "metrics/eval.json").read_text()),
-                                "experts": json.loads((clone / "reports/experts.json").read_text()),
-                                "gate": json.loads((clone / "metrics/gate.json").read_text())["decision"]}
+        out["ability_track"] = {
+            "eval": json.loads((clone / "metrics/eval.json").read_text()),
+            "experts": json.loads((clone / "reports/experts.json").read_text()),
+            "gate": json.loads((clone / "metrics/gate.json").read_text())["decision"],
+        }
         save()
-    print(f"incremental stage = {out['incremental_share_of_full']:.0%} of the full run; flow overhead "
-          f"{out['flow_overhead_s']} s; wrote {a.out}")
+    print(
+        f"incremental stage = {out['incremental_share_of_full']:.0%} of the full run; flow overhead "
+        f"{out['flow_overhead_s']} s; wrote {a.out}"
+    )
     return 0
 
 

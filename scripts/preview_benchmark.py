@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from mllmcl.benchmark import GENERATORS
+    from mllmcl.data.benchmark import GENERATORS
 
     names = [n for n, g in GENERATORS.items() if g.track != "text"]
     cell_w, cell_h = 64 * a.scale + 8, 64 * a.scale + 36

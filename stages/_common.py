@@ -1,49 +1,45 @@
-"""What every stage shares: argument parsing defaults, quiet offline environment, and turning expected
-failures into one clear message and exit status 1 instead of a traceback."""
+"""What every stage shares: the common `--root`/`--params` options, path arguments whose defaults are the
+project's paths (dvc.yaml passes them explicitly), threads from `compute:`, and the exit-code policy of
+mllmcl.entry (2 = bad input in one line, 3 = a bug with its traceback)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-QUIET_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "GX_ANALYTICS_ENABLED": "false",
-}
+from mllmcl.entry import add_common_options
+from mllmcl.entry import load_params as _load_params
+from mllmcl.entry import run as _run
+from mllmcl.paths import ProjectPaths
 
 
 def parser(description: str, *, task: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--params", default="params.yaml", help="pipeline configuration (default: params.yaml)")
-    p.add_argument("--root", default=".", help="project root holding data/, models/, reports/ (default: .)")
+    add_common_options(p)
     if task:
         p.add_argument("--task", required=True, help="task name (one of params.yaml `tasks`)")
     return p
 
 
-def run(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    from mllmcl.config import ConfigError
-    from mllmcl.errors import UserError
-    from mllmcl.records import RecordError
+def path_arg(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A path the stage reads or writes; dvc.yaml names it, the default is the project's layout (mllmcl.paths)."""
+    p.add_argument(flag, type=Path, default=None, help=f"{help} (default: the project's layout)")
 
-    try:
-        code = main(args) or 0
-    except (UserError, RecordError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 1
-    except ModuleNotFoundError as e:  # DVC ran the stage with a `python` that is not the project's venv
-        print(f"error: {sys.executable} has no module '{e.name}': run DVC from the project's environment "
-              "(`source .venv/bin/activate`, or `make run`)", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+
+def context(args: argparse.Namespace):
+    """(params, paths) of the project, with torch threads set from `compute.threads`."""
+    from mllmcl.model.compute import set_threads
+
+    params = _load_params(args)
+    set_threads(params.compute.threads)
+    return params, ProjectPaths(Path(args.root))
+
+
+def run(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:
+    sys.exit(_run(main, args))
 
 
 def write_json(path: Path, data: dict) -> None:

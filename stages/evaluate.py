@@ -1,31 +1,52 @@
 """Stage `evaluate`: the routed system on EVERY task's test set plus the text-only language suite."""
 
-from pathlib import Path
-
-from stages._common import parser, run, write_json
+from stages._common import context, parser, path_arg, run, write_json
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params, tasks
-    from mllmcl.evaluation import evaluate_system, experts_report
-    from mllmcl.inference import RoutedModel
-    from mllmcl.model import resolve_base, set_threads
+    from mllmcl.continual.evaluation import evaluate_system, experts_report
+    from mllmcl.continual.inference import RoutedModel
+    from mllmcl.model.loading import resolve_base
 
-    params = load_params(args.params)
-    root = Path(args.root)
-    cfg = params.get("evaluate", {})
-    set_threads(cfg.get("threads"))
-    learned = tasks(params)
-    model = RoutedModel(resolve_base(params["base"], root), root / "models/experts", root / "models/router",
-                        trust_remote_code=bool(params["base"].get("trust_remote_code", False)))
-    result = evaluate_system(model, learned, root, language_suite=params["router"].get("base_suite", "language"))
-    write_json(root / "metrics/eval.json", result)
-    write_json(root / "reports/experts.json", experts_report(root, learned))
-    per_task = ", ".join(f"{t} {v['accuracy']:.3f}" for t, v in result["tasks"].items())
-    print(f"evaluate: {per_task}; language {result['language']['accuracy']:.3f} "
-          f"(base {result['language']['base_accuracy']:.3f}); router {result['router_accuracy']:.3f}")
+    params, paths = context(args)
+    base, experts, router = args.base or paths.base, args.experts or paths.experts, args.router or paths.router
+    model = RoutedModel(
+        resolve_base(params.base, base), experts, router, trust_remote_code=params.base.trust_remote_code
+    )
+    result = evaluate_system(
+        model,
+        params.tasks,
+        tasks_dir=args.tasks_dir or paths.tasks_dir,
+        predictions_dir=args.predictions or paths.predictions,
+        experts_dir=experts,
+        language_suite=params.router.base_suite,
+        batch_size=params.evaluate.batch_size,
+    )
+    write_json(args.metrics or paths.eval_json, result.to_json())
+    write_json(
+        args.experts_report or paths.experts_report,
+        experts_report(params.tasks, experts_dir=experts, router_dir=router, base_dir=base),
+    )
+    per_task = ", ".join(f"{t} {v.accuracy:.3f}" for t, v in result.tasks.items())
+    lang = result.language
+    print(
+        f"evaluate: {per_task}; language {lang.accuracy:.3f} (base {lang.base_accuracy:.3f}); "
+        f"router {result.router_accuracy:.3f}"
+    )
     return 0
 
 
+def build_parser():
+    p = parser(__doc__)
+    path_arg(p, "--base", "the base model folder")
+    path_arg(p, "--experts", "the folder of expert adapters")
+    path_arg(p, "--router", "the router adapter folder")
+    path_arg(p, "--tasks-dir", "the folder holding every task's data")
+    path_arg(p, "--predictions", "folder for every answer, one JSONL per task")
+    path_arg(p, "--metrics", "eval.json to write")
+    path_arg(p, "--experts-report", "experts.json to write")
+    return p
+
+
 if __name__ == "__main__":
-    run(main, parser(__doc__).parse_args())
+    run(main, build_parser().parse_args())

@@ -1,20 +1,22 @@
-"""Stage `gate`: the candidate vs the registry's production version -> metrics/gate.json + reports/gate.{md,html}.
-It decides; it never promotes (`mllmcl registry promote` or the Prefect flow does)."""
+"""Stage `gate`: the candidate vs the registry's production version -> metrics/gate.json, reports/gate.{md,html}
+and the DVC plots. It decides; it never promotes (`mllmcl registry promote` or the Prefect flow does). A failing
+gate is a decision, not a broken pipeline: the stage succeeds and the decision is in metrics/gate.json."""
 
-from pathlib import Path
-
-from stages._common import parser, run
+from stages._common import context, parser, run
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params
-    from mllmcl.gating import run_gate
+    from mllmcl.release.candidate import run_gate
 
-    gate = run_gate(load_params(args.params), Path(args.root))
-    failed = [c["name"] for c in gate["checks"] if not c["passed"]]
-    print(f"gate: {gate['decision'].upper()} for {gate['candidate']} vs {gate['baseline'] or 'no production'}"
-          + (f"; failed: {', '.join(failed)}" if failed else "") + "; report: reports/gate.html")
-    return 0  # a failing gate is a decision, not a broken pipeline
+    params, paths = context(args)
+    gate = run_gate(params, paths)
+    failed = [c.name for c in gate.failed()]
+    print(
+        f"gate: {gate.decision.upper()} for {gate.candidate} vs {gate.baseline or 'no production'}"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + "; report: reports/gate.html"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,18 +1,29 @@
 """Stage `ingest@<task>`: data/raw/<task>/ (generator spec or LLaVA files) -> data/tasks/<task>/."""
 
-from pathlib import Path
-
-from stages._common import parser, run
+from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params
-    from mllmcl.ingest import ingest_task
+    from mllmcl.data.ingest import ingest_task
 
-    meta = ingest_task(args.task, load_params(args.params), Path(args.root), progress=True)
+    params, paths = context(args)
+    meta = ingest_task(
+        args.task,
+        params.data,
+        raw_dir=args.raw or paths.raw(args.task),
+        out_dir=args.out or paths.task_data(args.task),
+        progress=True,
+    )
     print(f"ingest {args.task}: {meta['source']}, {meta['counts']}")
     return 0
 
 
+def build_parser():
+    p = parser(__doc__, task=True)
+    path_arg(p, "--raw", "the task's raw input folder")
+    path_arg(p, "--out", "the normalised task folder to write")
+    return p
+
+
 if __name__ == "__main__":
-    run(main, parser(__doc__, task=True).parse_args())
+    run(main, build_parser().parse_args())

@@ -1,19 +1,34 @@
 """Stage `train_expert@<task>`: one LoRA expert for the task, trained from the base (never from another expert)."""
 
-from pathlib import Path
-
-from stages._common import parser, run
+from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params
-    from mllmcl.experts import train_expert
+    from mllmcl.continual.experts import train_expert
 
-    s = train_expert(args.task, load_params(args.params), Path(args.root))
-    print(f"expert {args.task}: accuracy {s['expert_accuracy']:.3f} (base zero-shot {s['base_accuracy']:.3f}), "
-          f"{s['train_seconds']:.0f} s, {s['trainable_params']} trainable params")
+    params, paths = context(args)
+    s = train_expert(
+        args.task,
+        params,
+        base_dir=args.base or paths.base,
+        data_dir=args.data or paths.task_data(args.task),
+        out_dir=args.out or paths.expert(args.task),
+        checkpoint_dir=paths.checkpoints(f"expert-{args.task}"),
+    )
+    print(
+        f"expert {args.task}: accuracy {s.expert_accuracy:.3f} (base zero-shot {s.base_accuracy:.3f}), "
+        f"{s.train_seconds:.0f} s, {s.trainable_params} trainable params"
+    )
     return 0
 
 
+def build_parser():
+    p = parser(__doc__, task=True)
+    path_arg(p, "--base", "the base model folder")
+    path_arg(p, "--data", "the task folder")
+    path_arg(p, "--out", "where the expert adapter is written")
+    return p
+
+
 if __name__ == "__main__":
-    run(main, parser(__doc__, task=True).parse_args())
+    run(main, build_parser().parse_args())

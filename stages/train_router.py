@@ -1,20 +1,34 @@
 """Stage `train_router`: the router LoRA on a replay sample of every task in `tasks` plus text-only samples."""
 
-from pathlib import Path
-
-from stages._common import parser, run
+from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params, tasks
-    from mllmcl.router import train_router
+    from mllmcl.continual.router import train_router
 
-    params = load_params(args.params)
-    s = train_router(tasks(params), params, Path(args.root))
-    print(f"router: accuracy {s['accuracy']:.3f}, text-only to base {s['base_routing_accuracy']:.3f}, "
-          f"{s['seconds']:.0f} s")
+    params, paths = context(args)
+    s = train_router(
+        params.tasks,
+        params,
+        base_dir=args.base or paths.base,
+        tasks_dir=args.tasks_dir or paths.tasks_dir,
+        out_dir=args.out or paths.router,
+        checkpoint_dir=paths.checkpoints("router"),
+    )
+    print(
+        f"router: accuracy {s['accuracy']:.3f}, text-only to base {s['base_routing_accuracy']:.3f}, "
+        f"{s['seconds']:.0f} s"
+    )
     return 0
 
 
+def build_parser():
+    p = parser(__doc__)
+    path_arg(p, "--base", "the base model folder")
+    path_arg(p, "--tasks-dir", "the folder holding every task's data")
+    path_arg(p, "--out", "where the router adapter is written")
+    return p
+
+
 if __name__ == "__main__":
-    run(main, parser(__doc__).parse_args())
+    run(main, build_parser().parse_args())

@@ -1,19 +1,15 @@
-"""Stage `validate@<task>`: Great Expectations checks of data/tasks/<task>; a failure stops the DAG here."""
+"""Stage `validate@<task>`: Great Expectations checks of data/tasks/<task>; a failure stops the DAG here
+(exit 1, with a report naming the offending rows)."""
 
-from pathlib import Path
-
-from stages._common import parser, run
+from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
-    from mllmcl.config import load_params, section
-    from mllmcl.records import task_dir
-    from mllmcl.validation import validate_task, write_reports
+    from mllmcl.data.validation import validate_task, write_reports
 
-    params = load_params(args.params)
-    root = Path(args.root)
-    result = validate_task(task_dir(root / "data", args.task), args.task, section(params, "validate"))
-    js, md = write_reports(result, root / "reports" / "validation")
+    params, paths = context(args)
+    result = validate_task(args.data or paths.task_data(args.task), args.task, params.validate_)
+    _, md = write_reports(result, args.reports or paths.validation_reports)
     if result.passed:
         print(result.summary())
         return 0
@@ -21,5 +17,12 @@ def main(args) -> int:
     return 1
 
 
+def build_parser():
+    p = parser(__doc__, task=True)
+    path_arg(p, "--data", "the task folder to validate")
+    path_arg(p, "--reports", "folder for <task>.json and <task>.md")
+    return p
+
+
 if __name__ == "__main__":
-    run(main, parser(__doc__, task=True).parse_args())
+    run(main, build_parser().parse_args())

@@ -13,9 +13,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from tests import toy  # noqa: E402
+from tests import toy
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ from pathlib import Path
 import yaml
 from PIL import Image, ImageDraw
 
-from mllmcl.records import write_records
+from mllmcl.config import Params, parse_params
+from mllmcl.config.schema import TinyConfig
+from mllmcl.data.records import write_records
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (40, 40, 230), "yellow": (230, 220, 30)}
 TASKS = ("colour", "where")
@@ -41,44 +43,85 @@ def make_task(folder: Path, task: str, n_train: int, n_test: int, seed: int = 0)
                 q, a, choices = "what colour is the square?", colour, list(COLOURS)
             else:
                 q, a, choices = "is the square left or right?", side, ["left", "right"]
-            rows.append({"id": f"{task}-{split}-{i}", "image": name, "question": q, "answer": a,
-                         "answer_type": "word", "choices": choices, "question_type": task})
+            rows.append(
+                {
+                    "id": f"{task}-{split}-{i}",
+                    "image": name,
+                    "question": q,
+                    "answer": a,
+                    "answer_type": "word",
+                    "choices": choices,
+                    "question_type": task,
+                }
+            )
         write_records(folder / f"{split}.jsonl", rows)
-    (folder / "meta.json").write_text(json.dumps({"task": task, "source": "synthetic", "image_size": 64,
-                                                 "description": f"squares: {task}"}))
+    (folder / "meta.json").write_text(
+        json.dumps({"task": task, "source": "synthetic", "image_size": 64, "description": f"squares: {task}"})
+    )
 
 
 def make_language(folder: Path) -> None:
     pairs = [("hot", "cold"), ("up", "down"), ("big", "small"), ("left", "right"), ("yes", "no")]
-    train = [{"id": f"lang-train-{i}", "image": None, "question": f"what is the opposite of {a}?", "answer": b,
-              "answer_type": "word", "choices": None, "question_type": "opposite"} for i, (a, b) in enumerate(pairs)]
-    test = [{"id": f"lang-test-{i}", "image": None, "question": f"the opposite of {a} is?", "answer": b,
-             "answer_type": "word", "choices": None, "question_type": "opposite"} for i, (a, b) in enumerate(pairs)]
+    train = [
+        {
+            "id": f"lang-train-{i}",
+            "image": None,
+            "question": f"what is the opposite of {a}?",
+            "answer": b,
+            "answer_type": "word",
+            "choices": None,
+            "question_type": "opposite",
+        }
+        for i, (a, b) in enumerate(pairs)
+    ]
+    test = [
+        {
+            "id": f"lang-test-{i}",
+            "image": None,
+            "question": f"the opposite of {a} is?",
+            "answer": b,
+            "answer_type": "word",
+            "choices": None,
+            "question_type": "opposite",
+        }
+        for i, (a, b) in enumerate(pairs)
+    ]
     write_records(folder / "train.jsonl", train * 4)
     write_records(folder / "test.jsonl", test)
 
 
 def build_base(out: Path, *, hidden: int = 64, layers: int = 2) -> Path:
-    from mllmcl.tiny_base import build_processor, build_tiny_llava, save_base, train_tokenizer
+    from mllmcl.model.tiny import build_processor, build_tiny_llava, save_base, train_tokenizer
 
     words = "what colour is the square left or right red green blue yellow opposite of hot cold up down big small"
     texts = [f"USER: {words}\nASSISTANT: {w}" for w in words.split()] * 5
     texts += ["Models: A: B: C: Z: anything else Request: Which model? Answer with its letter. A B C Z"] * 5
     tok = train_tokenizer(texts, 300)
-    cfg = {"image_size": 64, "vision": {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 16},
-           "text": {"hidden_size": hidden, "intermediate_size": hidden * 2, "layers": layers, "heads": 2}}
+    cfg = TinyConfig(
+        image_size=64,
+        vision={"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 16},
+        text={"hidden_size": hidden, "intermediate_size": hidden * 2, "layers": layers, "heads": 2},
+    )
     save_base(build_tiny_llava(cfg, tok), build_processor(tok, 64, 16), out)
     return out
 
 
-def params(root: Path) -> dict:
-    """The project's params.yaml made tiny: few steps, toy tasks."""
+def raw_params(**sections) -> dict:
+    """The project's params.yaml made tiny (few steps, toy tasks) as plain data; `sections` are merged in."""
     p = copy.deepcopy(yaml.safe_load(PROJECT_PARAMS.read_text()))
     p["tasks"] = list(TASKS)
     for section, steps in (("expert", 40), ("router", 40)):
         p[section].update(steps=steps, batch_size=8, checkpoint_every=10, warmup_steps=5)
     p["router"].update(samples_per_task=12, base_samples=12, eval_samples_per_task=10)
+    p["compute"] = {"threads": 1}
+    for name, values in sections.items():
+        p[name].update(values)
     return p
+
+
+def params(root: Path | None = None, **sections) -> Params:
+    """Typed toy params (see `raw_params`)."""
+    return parse_params(raw_params(**sections))
 
 
 def make_project(root: Path) -> None:
@@ -86,4 +129,4 @@ def make_project(root: Path) -> None:
         make_task(root / "data" / "tasks" / task, task, 48, 16)
     make_language(root / "data" / "tasks" / "language")
     build_base(root / "models" / "base")
-    (root / "params.yaml").write_text(yaml.safe_dump(params(root), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw_params(), sort_keys=False))

@@ -1,0 +1,122 @@
+"""`mllmcl registry list|show|promote|rollback`: the model registry (local folder or S3)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("registry", help="list, inspect, promote and roll back model versions")
+    rs = p.add_subparsers(dest="registry_command", metavar="ACTION")
+    ls = rs.add_parser(
+        "list", parents=[common], help="complete versions, oldest first, with the aliases pointing at them"
+    )
+    show = rs.add_parser("show", parents=[common], help="a version's manifest summary and how to reproduce it")
+    show.add_argument("version", help="version id or alias (e.g. production)")
+    show.add_argument("--json", action="store_true", help="print the whole manifest")
+    pr = rs.add_parser(
+        "promote",
+        parents=[common],
+        help="publish the last gated candidate (or a version) and make it production",
+        description="With no VERSION, publishes the workspace candidate judged by the last gate run "
+        "(metrics/gate.json) and flips the alias to it. A failed gate is refused unless --force --reason.",
+    )
+    pr.add_argument("version", nargs="?", help="an already published version id (default: the gated candidate)")
+    pr.add_argument("--alias", default="production")
+    pr.add_argument("--force", action="store_true", help="promote although the gate failed (needs --reason)")
+    pr.add_argument("--reason", default="", help="why: recorded in the manifest and the alias")
+    rb = rs.add_parser("rollback", parents=[common], help="point the alias back at its previous version")
+    rb.add_argument("--alias", default="production")
+    rb.add_argument("--reason", default="")
+    ls.set_defaults(handler=_list)
+    show.set_defaults(handler=_show)
+    pr.set_defaults(handler=_promote)
+    rb.set_defaults(handler=_rollback)
+    p.set_defaults(help_parser=p)
+
+
+def _open(args):
+    from mllmcl.entry import load_params
+    from mllmcl.release.registry import Registry
+
+    params = load_params(args)
+    return params, Registry.from_params(params, args.root)
+
+
+def _list(args) -> int:
+    _, reg = _open(args)
+    prod = reg.alias("production")
+    versions = reg.list_versions()
+    if not versions:
+        print(f"no versions in {reg.store.uri}")
+    for m in versions:
+        gate = (m.get("gate") or {}).get("decision", "?")
+        mark = " <- production" if prod and prod["version"] == m["version"] else ""
+        print(
+            f"{m['version']}  {m.get('created_at', '')}  tasks={','.join(m.get('tasks', []))}  gate={gate}"
+            f"{'  FORCED' if m.get('forced') else ''}{mark}"
+        )
+    return 0
+
+
+def _show(args) -> int:
+    _, reg = _open(args)
+    version = reg.resolve(args.version)
+    m = reg.manifest(version)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    ev = m.get("eval") or {}
+    print(f"version   {version}  ({m.get('created_at')})")
+    print(f"tasks     {', '.join(m.get('tasks', []))}")
+    print(
+        f"base      {(m.get('base') or {}).get('name_or_path') or 'tiny (built by the base stage; stored in this version)'}"
+    )
+    print(
+        f"gate      {(m.get('gate') or {}).get('decision', '?')}{'  FORCED: ' + m.get('reason', '') if m.get('forced') else ''}"
+    )
+    for t, v in (ev.get("tasks") or {}).items():
+        print(f"  {t:10s} accuracy {v['accuracy']:.3f}  router {v.get('router_accuracy', 0):.3f}")
+    if ev.get("language"):
+        print(f"  {'language':10s} accuracy {ev['language']['accuracy']:.3f}")
+    print(f"files     {len(m.get('files', {}))} (sha256 verified on load)")
+    print(f"git       {m.get('git_commit') or 'unknown'}{' (had uncommitted changes)' if m.get('git_dirty') else ''}")
+    print(f"dvc.lock  {len(m.get('dvc_lock', {}))} stages recorded")
+    commit = m.get("git_commit") or "<commit>"
+    print(f"reproduce git checkout {commit} && dvc pull && dvc repro")
+    return 0
+
+
+def _promote(args) -> int:
+    from mllmcl.paths import ProjectPaths
+    from mllmcl.release.promotion import promote_candidate, promote_version
+
+    params, reg = _open(args)
+    if args.version:
+        version = promote_version(reg, args.version, alias=args.alias, force=args.force, reason=args.reason)
+    else:
+        version = promote_candidate(
+            params, ProjectPaths(args.root), force=args.force, reason=args.reason, alias=args.alias
+        )
+    print(f"{args.alias} -> {version}")
+    return 0
+
+
+def _rollback(args) -> int:
+    _, reg = _open(args)
+    doc = reg.rollback(args.alias, reason=args.reason)
+    print(f"{args.alias} -> {doc['version']} (rolled back from {doc['rolled_back_from']})")
+    return 0
+
+
+def promote_first_candidate(args) -> None:
+    """`mllmcl run`: with no production yet, a passing first candidate becomes production."""
+    from mllmcl.paths import ProjectPaths
+    from mllmcl.release.promotion import promote_candidate
+
+    params, reg = _open(args)
+    if reg.alias("production"):
+        print("production exists: review reports/gate.html, then `mllmcl registry promote`")
+        return
+    version = promote_candidate(params, ProjectPaths(args.root), reason="first passing candidate (make run)")
+    print(f"no production yet: promoted the first passing candidate {version} to production in {reg.store.uri}")

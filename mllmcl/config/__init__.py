@@ -1,0 +1,37 @@
+"""`params.yaml`, loaded once into typed sections (`Params`) with errors that name the key and the rule."""
+
+from mllmcl.config.loader import describe, load_params, parse_params
+from mllmcl.config.schema import (
+    AdapterConfig,
+    BaseConfig,
+    ComputeConfig,
+    DataConfig,
+    DriftConfig,
+    EvaluateConfig,
+    ExpertConfig,
+    GateConfig,
+    Params,
+    RouterConfig,
+    TrainingConfig,
+    ValidateConfig,
+)
+from mllmcl.errors import ConfigError
+
+__all__ = [
+    "AdapterConfig",
+    "BaseConfig",
+    "ComputeConfig",
+    "ConfigError",
+    "DataConfig",
+    "DriftConfig",
+    "EvaluateConfig",
+    "ExpertConfig",
+    "GateConfig",
+    "Params",
+    "RouterConfig",
+    "TrainingConfig",
+    "ValidateConfig",
+    "describe",
+    "load_params",
+    "parse_params",
+]

@@ -1,0 +1,327 @@
+"""The typed shape of `params.yaml`: one model per section, every field typed, bounded where a bound applies and
+documented (the description is what `mllmcl params show` prints). These models are the one source of defaults;
+unknown keys are refused so that a misspelt key can never silently fall back to a default."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# `base` is the router's answer for "no expert"; `general` and `language` are the pretraining/regression suites.
+RESERVED_TASKS = frozenset({"base", "general", "language"})
+MAX_TASKS = 25  # the router answers with one letter per expert, Z being the base
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+MODULE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+URL_PATTERN = r"^https?://"
+REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ModuleName = Annotated[str, Field(pattern=MODULE_NAME_PATTERN)]
+
+
+class Section(BaseModel):
+    """Every section refuses unknown keys and is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value, info):
+        """Lax parsing reads `true` as 1: `gate.max_prior_drop: true` must not become "any drop is fine"."""
+        if isinstance(value, bool):
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and "bool" not in str(annotation):
+                raise ValueError(f"{str(value).lower()} is a boolean, not a number or a name")
+        return value
+
+
+class DataConfig(Section):
+    """Synthetic data of the embedded MLLM-CL-mini benchmark (generator specs in data/raw/<task>/spec.yaml)."""
+
+    image_size: int = Field(64, ge=8, le=1024, description="side of the square RGB images, pixels")
+    train_size: PositiveInt = Field(3000, description="generated training records per task")
+    test_size: PositiveInt = Field(200, description="generated test records per task")
+    seed: NonNegativeInt = Field(0, description="base seed; each task mixes in its own name")
+
+
+class MinRows(Section):
+    train: PositiveInt = Field(20, description="fewest training rows a task may have")
+    test: PositiveInt = Field(10, description="fewest test rows a task may have")
+
+
+class ValidateConfig(Section):
+    """Data validation (Great Expectations) applied to every task before anything trains on it."""
+
+    min_rows: MinRows = Field(default_factory=MinRows, description="fewest rows per split")
+    question_type_balance_tolerance: Probability = Field(
+        0.6, description="each question type's share of a split must lie within 1/k * (1 +- tolerance)"
+    )
+    max_image_bytes: PositiveInt = Field(5_000_000, description="largest image file accepted, bytes")
+    min_image_side: PositiveInt = Field(8, description="smallest image side accepted (imported data), pixels")
+    max_image_side: PositiveInt = Field(4096, description="largest image side accepted (imported data), pixels")
+    image_modes: list[str] = Field(["RGB"], min_length=1, description="Pillow colour modes accepted")
+
+
+class VisionConfig(Section):
+    hidden_size: PositiveInt = Field(128, description="CLIP vision tower width")
+    layers: PositiveInt = Field(2, description="CLIP vision tower depth")
+    heads: PositiveInt = Field(4, description="attention heads (must divide hidden_size)")
+    patch_size: PositiveInt = Field(16, description="patch side, pixels (must divide image_size)")
+    feature_layer: int = Field(-1, description="vision layer whose output feeds the projector")
+
+
+class TextConfig(Section):
+    hidden_size: PositiveInt = Field(192, description="Llama decoder width")
+    intermediate_size: PositiveInt = Field(512, description="Llama MLP width")
+    layers: PositiveInt = Field(4, description="Llama decoder depth")
+    heads: PositiveInt = Field(4, description="attention heads (must divide hidden_size)")
+    max_positions: int = Field(512, ge=64, description="context length, tokens")
+
+
+class TinyConfig(Section):
+    """The embedded tiny LLaVA the `base` stage builds from configs and pretrains offline."""
+
+    image_size: int = Field(64, ge=8, le=1024, description="image side the vision tower takes, pixels")
+    vocab_size: int = Field(1024, ge=300, description="byte-level BPE vocabulary size")
+    tokenizer_samples: PositiveInt = Field(300, description="generated questions per generator for the tokenizer")
+    train_vision: bool = Field(False, description="train the vision tower too (a frozen random tower is stable)")
+    vision: VisionConfig = Field(default_factory=VisionConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> TinyConfig:
+        if self.image_size % self.vision.patch_size:
+            raise ValueError(
+                f"base.tiny.vision.patch_size: {self.vision.patch_size} does not divide "
+                f"base.tiny.image_size {self.image_size}"
+            )
+        for name, part in (("vision", self.vision), ("text", self.text)):
+            if part.hidden_size % part.heads:
+                raise ValueError(
+                    f"base.tiny.{name}.heads: {part.heads} does not divide base.tiny.{name}.hidden_size "
+                    f"{part.hidden_size}"
+                )
+        return self
+
+
+class TrainingConfig(Section):
+    """One training run of the shared training loop (mllmcl.model.training)."""
+
+    steps: PositiveInt = Field(800, description="optimizer steps")
+    batch_size: PositiveInt = Field(16, description="examples per step")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
+    warmup_steps: NonNegativeInt = Field(30, description="linear warm-up steps before the cosine decay")
+    min_lr_ratio: Probability = Field(0.1, description="the cosine decays to lr * min_lr_ratio")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, ge=0.0, description="gradient norm clip (0 = off)")
+    seed: NonNegativeInt = Field(0, description="seed of initialisation and batch order")
+    checkpoint_every: NonNegativeInt = Field(200, description="steps between resumable checkpoints (0 = none)")
+
+
+class PretrainConfig(TrainingConfig):
+    steps: PositiveInt = Field(1200, description="optimizer steps")
+    batch_size: PositiveInt = Field(32, description="examples per step")
+    warmup_steps: NonNegativeInt = Field(50, description="linear warm-up steps before the cosine decay")
+    checkpoint_every: NonNegativeInt = Field(250, description="steps between resumable checkpoints (0 = none)")
+
+
+class BaseConfig(Section):
+    """The base vision-language model every expert and the router are trained from."""
+
+    build: Literal["tiny", "none"] = Field(
+        "tiny", description="'tiny' builds and pretrains the embedded model; 'none' uses name_or_path as is"
+    )
+    name_or_path: str | None = Field(
+        None, description="any Hugging Face image-text-to-text model: a folder, or a hub id already in the cache"
+    )
+    trust_remote_code: bool = Field(False, description="let transformers run the model's own code (off by default)")
+    tiny: TinyConfig = Field(default_factory=TinyConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+
+    @model_validator(mode="after")
+    def _source(self) -> BaseConfig:
+        if self.build == "none" and not (self.name_or_path or "").strip():
+            raise ValueError("base.name_or_path: required when base.build is 'none' (name the model to use)")
+        return self
+
+
+class AdapterConfig(TrainingConfig):
+    """A LoRA adapter on the base's language model (PEFT)."""
+
+    lora_r: PositiveInt = Field(16, description="LoRA rank")
+    lora_alpha: PositiveInt = Field(32, description="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA input")
+    target_modules: list[ModuleName] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+        description="linear layers that get LoRA, matched by name inside language_model_scope",
+    )
+    language_model_scope: ModuleName = Field(
+        "language_model", description="LoRA only inside modules whose path contains this (never the vision tower)"
+    )
+    modules_to_save: list[ModuleName] = Field(
+        ["multi_modal_projector"], description="modules trained in full and stored with the adapter"
+    )
+
+
+class ExpertConfig(AdapterConfig):
+    """One LoRA expert per task, always trained from the base (parameter isolation)."""
+
+
+class RouterConfig(AdapterConfig):
+    """The MLLM-based router: a LoRA on the base that answers with an expert's letter."""
+
+    steps: PositiveInt = Field(400, description="optimizer steps")
+    lr: float = Field(2e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
+    warmup_steps: NonNegativeInt = Field(20, description="linear warm-up steps before the cosine decay")
+    checkpoint_every: NonNegativeInt = Field(100, description="steps between resumable checkpoints (0 = none)")
+    modules_to_save: list[ModuleName] = Field(
+        ["lm_head"], description="the letters are new outputs for the base: train the output head too"
+    )
+    samples_per_task: PositiveInt = Field(100, description="replay samples per learned task")
+    base_samples: NonNegativeInt = Field(50, description="text-only samples labelled 'base' (open-set fallback)")
+    base_suite: str = Field("language", description="suite whose questions teach the router the base fallback")
+    eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")
+    min_confidence: Probability = Field(0.5, description="below this, or on an illegal letter, the base answers")
+    text_only_to_base: bool = Field(False, description="true = never ask the router about text-only requests")
+
+
+class EvaluateConfig(Section):
+    """Evaluation of the routed system on every learned task plus the text-only suite."""
+
+    batch_size: PositiveInt = Field(64, description="requests per generation batch")
+    max_new_tokens: PositiveInt = Field(6, description="longest answer generated, tokens")
+
+
+class GateConfig(Section):
+    """The promotion gate: the candidate against the registry's production version."""
+
+    min_task_accuracy: Probability = Field(0.70, description="every task, for a first candidate (no production)")
+    min_new_task_accuracy: Probability = Field(0.70, description="each task production does not know yet")
+    max_prior_drop: Probability = Field(0.03, description="most accuracy a prior task may lose vs production")
+    min_router_accuracy: Probability = Field(0.95, description="share of requests routed to the right expert")
+    max_language_drop: Probability = Field(0.05, description="text-only suite: most base-minus-candidate drop")
+    require_approval: bool = Field(False, description="the Prefect flow pauses for a reviewer")
+
+
+class RegistryConfig(Section):
+    """Model registry: immutable versions and aliases."""
+
+    uri: str = Field("registry", min_length=1, description="a local folder (relative to the project) or s3://b/p")
+    model: str = Field("mllmcl", pattern=REGISTRY_NAME_PATTERN, description="model name in it")
+
+
+class S3Config(Section):
+    endpoint_url: str | None = Field(
+        None, pattern=URL_PATTERN, description="S3-compatible endpoint (MinIO, moto, ...); null = AWS"
+    )
+    region: str | None = Field("us-east-1", description="S3 region")
+
+
+class StorageConfig(Section):
+    """Where DVC data and the registry live. Credentials come from the AWS chain, never from this file."""
+
+    dvc_remote: str | None = Field(".dvc-remote", description="DVC remote: a folder or s3://bucket/prefix; null = none")
+    s3: S3Config = Field(default_factory=S3Config)
+
+    @field_validator("dvc_remote")
+    @classmethod
+    def _remote(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not value.startswith("s3://"):
+            raise ValueError(f"storage.dvc_remote: {value!r} is not a local folder or an s3:// URL")
+        return value
+
+
+class ScheduleConfig(Section):
+    """Prefect schedule of the continual-stage deployment (`python -m flows.serve`)."""
+
+    cron: str | None = Field("0 3 * * *", description="cron of the scheduled continual stage; null = none")
+    name: str = Field("scheduled", min_length=1, description="deployment name of the scheduled run")
+    drift_requires_approval: bool = Field(True, description="drift-triggered stages wait for a reviewer")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"schedule.cron: {value!r} is not a 5-field cron expression")
+        return value
+
+
+class DriftConfig(Section):
+    """Drift of incoming requests against the learned tasks' training data (Evidently)."""
+
+    drift_share: Probability = Field(0.5, description="share of drifted feature columns that makes a batch drifted")
+    stat_threshold: float = Field(0.05, gt=0.0, lt=1.0, description="p-value below which one column drifted")
+    reference_rows: PositiveInt = Field(600, description="training records sampled as the reference")
+    seed: NonNegativeInt = Field(0, description="seed of the reference sample")
+
+
+class ComputeConfig(Section):
+    """How much of the machine a stage uses. No stage declares it to DVC: changing it re-runs nothing."""
+
+    threads: PositiveInt | Literal["auto"] = Field(
+        "auto", description="torch CPU threads; 'auto' = the cores not busy when the stage starts"
+    )
+
+
+class Params(Section):
+    """The whole pipeline configuration."""
+
+    tasks: list[str] = Field(
+        min_length=1, description="ordered tasks learned so far; appending one starts a continual stage"
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    # `validate` would shadow a pydantic method: the section is `validate_` in code, `validate` in the file
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    base: BaseConfig = Field(default_factory=BaseConfig)
+    expert: ExpertConfig = Field(default_factory=ExpertConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, tasks: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for i, name in enumerate(tasks):
+            if not TASK_NAME.fullmatch(name):
+                raise ValueError(
+                    f"tasks[{i}]: {name!r} is not a task name (1-32 lowercase letters, digits or '_', "
+                    "starting with a letter)"
+                )
+            if name in RESERVED_TASKS:
+                raise ValueError(f"tasks[{i}]: {name!r} is reserved ({', '.join(sorted(RESERVED_TASKS))})")
+            if name in seen:
+                raise ValueError(f"tasks[{i}]: {name!r} is listed twice")
+            seen.add(name)
+        if len(tasks) > MAX_TASKS:
+            raise ValueError(f"tasks: {len(tasks)} tasks; the router's pool holds at most {MAX_TASKS}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _cross(self) -> Params:
+        if self.router.base_suite in self.tasks:
+            raise ValueError(f"tasks: {self.router.base_suite!r} is router.base_suite, the text-only suite")
+        if self.base.build == "tiny" and self.data.image_size != self.base.tiny.image_size:
+            raise ValueError(
+                f"data.image_size: {self.data.image_size} differs from base.tiny.image_size "
+                f"{self.base.tiny.image_size} (the generated images must fit the tiny base)"
+            )
+        return self
+
+    def dump(self) -> dict:
+        """Plain data with params.yaml's key names (manifests, lineage)."""
+        return self.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,114 @@
+"""Task experts: one LoRA per task, always trained from the base and never touched again
+(parameter isolation, MR-LoRA). Also measures the expert alone and the zero-shot base on the task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mllmcl.config import Params
+from mllmcl.data import records as rec_io
+from mllmcl.model.adapters import lora_config, save_adapter
+from mllmcl.model.batching import encode_records
+from mllmcl.model.generation import score_records
+from mllmcl.model.loading import Prompting, load_base, resolve_base
+from mllmcl.model.training import TrainStats, train
+
+STATS_FILE = "train_stats.json"
+
+
+@dataclass
+class ExpertStats:
+    """An expert's training run and its accuracy alone (oracle routing) vs the zero-shot base."""
+
+    task: str
+    expert_accuracy: float
+    base_accuracy: float
+    train_seconds: float
+    trainable_params: int
+    n_test: int
+    training: TrainStats
+
+    def to_json(self) -> dict:
+        """Flat, as train_stats.json has always been (training fields at the top level)."""
+        out = {k: v for k, v in asdict(self).items() if k != "training"}
+        return {**self.training.to_json(), **out}
+
+    @classmethod
+    def read(cls, expert_dir: Path) -> ExpertStats:
+        data = json.loads((Path(expert_dir) / STATS_FILE).read_text())
+        training = TrainStats(**{k: data[k] for k in TrainStats.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k != "training"}, training=training)
+
+
+def task_seed(task: str) -> int:
+    """Each task trains with its own seed offset, so experts do not share a batch order by accident."""
+    return zlib.crc32(task.encode()) % 10_000
+
+
+def inputs_fingerprint(*files: Path) -> str:
+    """What a resumable checkpoint was trained on: the bytes of the data and the base's identity."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.name).encode())
+        h.update(f.read_bytes() if f.is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+def train_expert(
+    task: str,
+    params: Params,
+    *,
+    base_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    checkpoint_dir: Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> ExpertStats:
+    """Train task's LoRA expert from the base on `data_dir`'s train split and save it to `out_dir` (atomically)."""
+    cfg = params.expert
+    train_records = rec_io.read_records(data_dir / "train.jsonl")
+    test_records = rec_io.read_records(data_dir / "test.jsonl")
+
+    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
+    prompting = Prompting(processor)
+    base_acc, _ = score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
+
+    from peft import get_peft_model
+
+    examples = encode_records(prompting, train_records, data_dir, with_answers=True)
+    peft_model = get_peft_model(model, lora_config(cfg))
+    train_cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
+    fingerprint = inputs_fingerprint(
+        data_dir / "train.jsonl", Path(base_dir) / "config.json", Path(base_dir) / "base.json"
+    )
+    t0 = time.perf_counter()
+    stats = train(
+        peft_model,
+        examples,
+        train_cfg,
+        pad_id=prompting.tokenizer.pad_token_id,
+        checkpoint_dir=checkpoint_dir,
+        desc=f"expert {task}",
+        stop_after=stop_after,
+        progress=progress,
+        fingerprint_extra={"inputs": fingerprint, "lora": lora_config(cfg).to_dict()},
+    )
+    train_seconds = time.perf_counter() - t0
+    expert_acc, _ = score_records(peft_model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
+    result = ExpertStats(
+        task=task,
+        expert_accuracy=expert_acc,
+        base_accuracy=base_acc,
+        train_seconds=round(train_seconds, 2),
+        trainable_params=sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
+        n_test=len(test_records),
+        training=stats,
+    )
+    save_adapter(peft_model, out_dir, result.to_json(), STATS_FILE)
+    return result

@@ -1,0 +1,276 @@
+"""The MLLM-based router of MR-LoRA: a LoRA on the same base that reads the request (image + question) and a
+pool of experts (a letter and a description each) and answers with a letter. Trained on a small replay
+set of every task so far plus text-only questions labelled "base"; an illegal letter or a low confidence
+routes to the base model (open set), never to a random expert."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mllmcl.config import Params, RouterConfig
+from mllmcl.data import records as rec_io
+from mllmcl.errors import DataError, ModelLoadError
+from mllmcl.model.batching import Encoded, collate, encode, open_image
+from mllmcl.model.loading import Prompting
+
+POOL_FILE = "pool.json"
+STATS_FILE = "router_stats.json"
+BASE = "base"
+BASE_LETTER = "Z"
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    letter: str
+    task: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Route:
+    task: str  # an expert's task name, or "base"
+    letter: str | None
+    confidence: float
+    raw: str
+
+
+def task_description(tasks_dir: Path, task: str) -> str:
+    """The task's one-line description (its meta.json), shown to the router next to the expert's letter."""
+    meta = Path(tasks_dir) / task / "meta.json"
+    if meta.exists():
+        desc = json.loads(meta.read_text()).get("description")
+        if desc:
+            return str(desc)
+    return task
+
+
+def build_pool(tasks: Sequence[str], tasks_dir: Path) -> list[PoolEntry]:
+    """Letters A, B, ... for the experts in learned order, and Z for the plain base."""
+    if len(tasks) >= 26:
+        raise DataError(f"the router's pool holds at most 25 experts, got {len(tasks)} tasks")
+    entries = [PoolEntry(string.ascii_uppercase[i], t, task_description(tasks_dir, t)) for i, t in enumerate(tasks)]
+    return entries + [PoolEntry(BASE_LETTER, BASE, "anything else, and questions without an image")]
+
+
+def router_pool_text(pool: Sequence[PoolEntry]) -> str:
+    """The pool, shown before the image so that the image stays close to the letter the router answers."""
+    return "Models: " + " ; ".join(f"{e.letter}: {e.description}" for e in pool) + " ."
+
+
+def router_question(pool: Sequence[PoolEntry], question: str) -> str:
+    return f"Request: {question} Which model? Answer with its letter."
+
+
+def _letter_of(piece: str, legal: set[str]) -> str | None:
+    m = re.search(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", piece)
+    return m.group(1) if m and m.group(1) in legal else None
+
+
+class Router:
+    """Routes requests with the 'router' adapter of a PeftModel."""
+
+    def __init__(
+        self,
+        model,
+        prompting: Prompting,
+        pool: Sequence[PoolEntry],
+        *,
+        min_confidence: float = 0.5,
+        text_only_to_base: bool = False,
+        adapter: str = "router",
+    ):
+        self.model, self.prompting, self.pool = model, prompting, list(pool)
+        self.min_confidence, self.text_only_to_base, self.adapter = min_confidence, text_only_to_base, adapter
+        self.by_letter = {e.letter: e.task for e in self.pool}
+
+    def encode(self, image, question: str) -> Encoded:
+        return encode(self.prompting, router_question(self.pool, question), image, prefix=router_pool_text(self.pool))
+
+    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
+        """requests: (PIL image or None, question) pairs."""
+        import torch
+
+        routes: list[Route | None] = [None] * len(requests)
+        todo = []
+        for i, (image, _question) in enumerate(requests):
+            if image is None and self.text_only_to_base:
+                routes[i] = Route(BASE, None, 1.0, "(text-only: sent to base)")
+            else:
+                todo.append(i)
+        if todo:
+            self.model.set_adapter(self.adapter)
+            tok = self.prompting.tokenizer
+            legal = set(self.by_letter)
+            device = next(self.model.parameters()).device
+            with torch.inference_mode():
+                for start in range(0, len(todo), batch_size):
+                    idx = todo[start : start + batch_size]
+                    batch = collate([self.encode(*requests[i]) for i in idx], tok.pad_token_id)
+                    batch.pop("labels")
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    out = self.model.generate(
+                        **batch,
+                        max_new_tokens=3,
+                        do_sample=False,
+                        output_scores=True,
+                        return_dict_in_generate=True,
+                        pad_token_id=tok.pad_token_id,
+                        eos_token_id=tok.eos_token_id,
+                    )
+                    width = batch["input_ids"].shape[1]
+                    gen = out.sequences[:, width:]
+                    probs = [torch.softmax(s.float(), dim=-1) for s in out.scores]
+                    for row, i in enumerate(idx):
+                        routes[i] = self._decide(gen[row], probs, row, legal)
+        return routes  # type: ignore[return-value]
+
+    def _decide(self, tokens, probs, row: int, legal: set[str]) -> Route:
+        tok = self.prompting.tokenizer
+        raw = tok.decode(tokens, skip_special_tokens=True)
+        for step, token in enumerate(tokens.tolist()):
+            letter = _letter_of(tok.decode([token]), legal)
+            if letter:
+                conf = float(probs[step][row, token])
+                if conf < self.min_confidence:
+                    return Route(BASE, letter, conf, raw)
+                return Route(self.by_letter[letter], letter, conf, raw)
+        return Route(BASE, None, 0.0, raw)
+
+
+def router_vocabulary(tasks: Sequence[tuple[str, str]]) -> list[str]:
+    """The router prompt's words for a tokenizer corpus (the tiny base learns them as whole tokens)."""
+    pool = [PoolEntry(chr(ord("A") + i), name, desc) for i, (name, desc) in enumerate(tasks)]
+    text = router_pool_text(pool + [PoolEntry(BASE_LETTER, BASE, "anything else")]) + router_question(pool, "")
+    letters = " ".join(f" {chr(c)}" for c in range(ord("A"), ord("Z") + 1)) + f" {BASE_LETTER}"
+    return [text, letters]
+
+
+def replay_set(tasks: Sequence[str], tasks_dir: Path, split: str, per_task: int, seed: int) -> list[tuple[str, dict]]:
+    """A fixed sample of each task's records (the router's replay memory), as (label, record)."""
+    out = []
+    for task in tasks:
+        records = rec_io.read_records(Path(tasks_dir) / task / f"{split}.jsonl")
+        rng = random.Random(f"{seed}-{task}-{split}")
+        picked = rng.sample(records, min(per_task, len(records)))
+        out.extend((task, r) for r in picked)
+    return out
+
+
+def _encode_labelled(prompting, pool, labelled, tasks_dir: Path, with_answers: bool) -> list[Encoded]:
+    letter = {e.task: e.letter for e in pool}
+    out = []
+    for label, rec in labelled:
+        folder = Path(tasks_dir) / rec.get("_task", label)
+        image = open_image(folder / rec["image"]) if rec.get("image") else None
+        question = router_question(pool, rec["question"])
+        out.append(
+            encode(prompting, question, image, letter[label] if with_answers else None, prefix=router_pool_text(pool))
+        )
+    return out
+
+
+def _labelled_sets(tasks, tasks_dir: Path, cfg: RouterConfig, split: str, per_task: int, base_per_split: int):
+    labelled = replay_set(tasks, tasks_dir, split, per_task, cfg.seed)
+    language = replay_set([cfg.base_suite], tasks_dir, split, base_per_split, cfg.seed)
+    labelled += [(BASE, {**rec, "_task": task}) for task, rec in language]
+    return labelled
+
+
+def train_router(
+    tasks: Sequence[str],
+    params: Params,
+    *,
+    base_dir: Path,
+    tasks_dir: Path,
+    out_dir: Path,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the router from the base on the replay set of `tasks` (+ text-only samples labelled base), measure
+    it on held-out test samples, and save adapter, pool and stats to `out_dir`."""
+    from peft import get_peft_model
+
+    from mllmcl.model.adapters import lora_config, save_adapter
+    from mllmcl.model.loading import load_base, resolve_base
+    from mllmcl.model.training import train
+
+    cfg = params.router
+    pool = build_pool(tasks, tasks_dir)
+    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
+    prompting = Prompting(processor)
+    train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
+    examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
+    peft_model = get_peft_model(model, lora_config(cfg))  # "default" adapter: saved flat, named on load
+    stats = train(
+        peft_model,
+        examples,
+        cfg,
+        pad_id=prompting.tokenizer.pad_token_id,
+        checkpoint_dir=checkpoint_dir,
+        desc="router",
+        progress=progress,
+        fingerprint_extra={"pool": [asdict(e) for e in pool]},
+    )
+    router = Router(
+        peft_model,
+        prompting,
+        pool,
+        min_confidence=cfg.min_confidence,
+        text_only_to_base=cfg.text_only_to_base,
+        adapter="default",
+    )
+    held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
+    result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir)}
+    result.update(tasks=list(tasks), samples_per_task=cfg.samples_per_task, base_samples=cfg.base_samples)
+    save_adapter(peft_model, out_dir, result, STATS_FILE)
+    (Path(out_dir) / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
+    return result
+
+
+def pool_json(pool: Sequence[PoolEntry], cfg: RouterConfig) -> dict:
+    return {
+        "experts": [asdict(e) for e in pool],
+        "base_letter": BASE_LETTER,
+        "min_confidence": cfg.min_confidence,
+        "text_only_to_base": cfg.text_only_to_base,
+        "fallback": "base model on an illegal letter or a confidence below min_confidence",
+    }
+
+
+def load_pool(router_dir: Path) -> tuple[list[PoolEntry], dict]:
+    path = Path(router_dir) / POOL_FILE
+    if not path.exists():
+        raise ModelLoadError(f"{path}: router pool not found (train the router first)")
+    data = json.loads(path.read_text())
+    return [PoolEntry(**e) for e in data["experts"]], data
+
+
+def evaluate_router(router: Router, labelled: list[tuple[str, dict]], tasks_dir: Path) -> dict:
+    """Held-out routing accuracy per task, for the base fallback, and the confusion counts."""
+    t0 = time.perf_counter()
+    requests = []
+    for label, rec in labelled:
+        folder = Path(tasks_dir) / rec.get("_task", label)
+        requests.append((open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"]))
+    routes = router.route(requests)
+    confusion: dict[str, dict[str, int]] = {}
+    for (label, _), route in zip(labelled, routes):
+        row = confusion.setdefault(label, {})
+        row[route.task] = row.get(route.task, 0) + 1
+    per_task = {t: round(row.get(t, 0) / sum(row.values()), 4) for t, row in confusion.items()}
+    expert_labels = [(lab, r) for (lab, _), r in zip(labelled, routes) if lab != BASE]
+    acc = sum(r.task == lab for lab, r in expert_labels) / max(1, len(expert_labels))
+    return {
+        "accuracy": round(acc, 4),
+        "base_routing_accuracy": per_task.get(BASE, 0.0),
+        "per_task_accuracy": per_task,
+        "confusion": confusion,
+        "eval_seconds": round(time.perf_counter() - t0, 2),
+    }

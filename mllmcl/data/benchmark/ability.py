@@ -1,0 +1,126 @@
+"""Ability track (non-IID): the test split is rendered with shifted parameters (other fonts, colours,
+sizes, layouts) while questions and answer sets stay the same, as in MLLM-CL where ability test sets
+come from other sources than the training data. Only Pillow's built-in fonts are used, so images are
+identical on every machine."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import ImageDraw, ImageFont
+
+from mllmcl.data.benchmark.core import Generator, Item, pick, template
+from mllmcl.data.benchmark.draw import COLOURS, canvas, cell_centre, cells, finish, jitter, shape
+
+WORDS = ["cat", "dog", "sun", "car", "box", "map", "pen", "cup", "hat", "bus"]
+DIGITS = [str(i) for i in range(10)]
+ACTIONS = {"save": "saves the file", "open": "opens a file", "print": "prints the page", "close": "closes the app"}
+# each action's icon, as on a real toolbar: a shape in a colour, drawn beside its label
+ICONS = {"save": ("square", "blue"), "open": ("triangle", "yellow"), "print": ("square", "black"),
+         "close": ("circle", "red")}
+
+# train vs test rendering: what an ability-track model must generalise across. Text keeps one (scalable,
+# built-in) typeface so that it stays readable at 64 px, but the test split uses font sizes, ink and paper
+# colours never seen in training; counting uses other shapes, sizes and colours; app screens another theme
+# and button geometry. (Train in the tiny bitmap font and test in the scalable one, as a first version did,
+# and a small model reads nothing at all: every ability expert scored at chance.)
+RENDER = {
+    "train": {"font_px": (20, 21, 23, 24), "ink": {"black": (15, 15, 15), "navy": (20, 20, 120)},
+              "paper": [(250, 250, 250), (240, 240, 225)], "count_shape": "circle", "count_radius": (4.0, 5.0),
+              "gui": {"theme": "grey", "window": (235, 235, 240), "bar": (60, 90, 160), "button": (200, 205, 215),
+                      "top": 11, "height": 15, "gap": 2}},
+    "test": {"font_px": (22, 25), "ink": {"red": (150, 20, 20), "green": (10, 90, 30)},
+             "paper": [(225, 235, 250), (250, 235, 210)], "count_shape": "square", "count_radius": (3.0, 6.0),
+             "gui": {"theme": "sand", "window": (245, 238, 220), "bar": (200, 120, 40), "button": (225, 215, 185),
+                     "top": 14, "height": 14, "gap": 3}},
+}
+
+
+@lru_cache(maxsize=32)
+def _font(kind: str, size: int):
+    return ImageFont.load_default_imagefont() if kind == "bitmap" else ImageFont.load_default(size=size)
+
+
+def _text_image(rng, split: str, text: str, scale: float = 1.0):
+    """`text` at a random place in one of the split's sizes (times `scale`) and ink colours."""
+    r = RENDER[split]
+    size_px = int(round(pick(rng, r["font_px"]) * scale))
+    ink = pick(rng, sorted(r["ink"]))
+    img = canvas(jitter(rng, pick(rng, r["paper"]), 6))
+    d = ImageDraw.Draw(img)
+    font = _font("scalable", size_px)
+    box = d.textbbox((0, 0), text, font=font, stroke_width=1)
+    w, h = box[2] - box[0], box[3] - box[1]
+    # near the centre: glyph strokes are the signal, and a tiny vision tower sees 16 px patches
+    x = (64 - w) / 2 + float(rng.uniform(-3, 3)) - box[0]
+    y = (64 - h) / 2 + float(rng.uniform(-3, 3)) - box[1]
+    colour = jitter(rng, r["ink"][ink], 8)
+    d.text((x, y), text, fill=colour, font=font, stroke_width=1, stroke_fill=colour)
+    return img, {"font_px": size_px, "ink": ink}
+
+
+def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    if qtype == "word":
+        word = pick(rng, WORDS)
+        img, render = _text_image(rng, split, word.upper())
+        q = template(rng, ["what word is written?", "what does the text say?", "read the word."])
+        return Item(finish(img, rng, size, 3), q, word, "word", WORDS, qtype, render)
+    digit = pick(rng, DIGITS)
+    img, render = _text_image(rng, split, digit, scale=1.5)
+    q = template(rng, ["what number is written?", "which digit is shown?", "read the number."])
+    return Item(finish(img, rng, size, 3), q, digit, "number", DIGITS, qtype, render)
+
+
+def math_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    a, b = int(rng.integers(0, 10)), int(rng.integers(0, 10))
+    if qtype == "minus" and a < b:
+        a, b = b, a
+    op = "+" if qtype == "plus" else "-"
+    value = a + b if op == "+" else a - b
+    img, render = _text_image(rng, split, f"{a}{op}{b}")
+    q = template(rng, ["what is the answer?", "solve the sum.", "what does it equal?"])
+    return Item(finish(img, rng, size, 3), q, str(value), "number", [str(i) for i in range(19)], qtype, render)
+
+
+def count_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    r = RENDER[split]
+    n = int(rng.integers(1, 7))
+    img = canvas(jitter(rng, pick(rng, r["paper"]), 6))
+    d = ImageDraw.Draw(img)
+    colour = pick(rng, ["red", "blue", "green"] if split == "train" else ["orange", "purple", "black"])
+    for col, row in cells(rng, n):
+        shape(d, r["count_shape"], *cell_centre(rng, col, row, 6), float(rng.uniform(*r["count_radius"])),
+              jitter(rng, COLOURS[colour], 10))
+    q = template(rng, ["how many objects are there?", "count the objects.", "how many things can you see?"])
+    render = {"shape": r["count_shape"], "colour": colour}
+    return Item(finish(img, rng, size, 3), q, str(n), "number", [str(i) for i in range(1, 7)], qtype, render)
+
+
+def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """A window with three stacked buttons, each a letter and an action; the answer is the button's letter."""
+    g = RENDER[split]["gui"]
+    labels = list(rng.permutation(list(ACTIONS)))[:3]
+    action = pick(rng, labels)
+    img = canvas(jitter(rng, g["window"], 6))
+    d = ImageDraw.Draw(img)
+    d.rectangle([0, 0, 63, 8], fill=g["bar"])  # title bar
+    font = _font("bitmap", 10)
+    for i, (letter, label) in enumerate(zip("ABC", labels)):
+        y0 = g["top"] + i * (g["height"] + g["gap"])
+        d.rectangle([3, y0, 60, y0 + g["height"]], fill=jitter(rng, g["button"], 6), outline=(0, 0, 0))
+        d.text((6, y0 + 2), letter, fill=(0, 0, 0), font=font)
+        kind, colour = ICONS[str(label)]
+        shape(d, kind, 21, y0 + g["height"] / 2, g["height"] / 2 - 2, COLOURS[colour])
+        d.text((29, y0 + 2), str(label), fill=(0, 0, 0), font=font)
+    q = f"which button {ACTIONS[str(action)]}?"
+    answer = "ABC"[labels.index(action)].lower()
+    return Item(finish(img, rng, size, 3), q, answer, "choice", ["a", "b", "c"], qtype, {"theme": g["theme"]})
+
+
+GENERATORS = [
+    Generator("ocr", "ability", "text in images: words and digits to read", ("word", "digit"), ocr_make),
+    Generator("math", "ability", "rendered arithmetic: sums to solve", ("plus", "minus"), math_make),
+    Generator("count", "ability", "counting objects in a picture", ("count",), count_make),
+    Generator("gui", "ability", "app screens: which button does an action", ("button",), gui_make),
+]

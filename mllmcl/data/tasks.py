@@ -1,0 +1,115 @@
+"""Adding a task: the start of a continual stage. Puts the raw input under data/raw/<name>/, tracks
+imported data with DVC, and appends the name to `tasks` in params.yaml keeping the file's comments."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from mllmcl.config import load_params
+from mllmcl.config.schema import RESERVED_TASKS, TASK_NAME
+from mllmcl.data.ingest import SPEC_FILE
+from mllmcl.errors import DataError, UserError
+from mllmcl.paths import ProjectPaths
+
+
+def check_name(name: str, params_path: Path) -> None:
+    """A new task's name: the schema's rule, not reserved, not learned yet."""
+    if not TASK_NAME.fullmatch(name):
+        raise UserError(f"task name {name!r}: use 1-32 lowercase letters, digits or '_', starting with a letter")
+    if name in RESERVED_TASKS:
+        raise UserError(f"task name {name!r} is reserved ({', '.join(sorted(RESERVED_TASKS))})")
+    if name in load_params(params_path).tasks:
+        raise UserError(f"task '{name}' is already in {params_path} `tasks`")
+
+
+def add_synthetic(name: str, generator: str, *, root: Path, params_path: Path, description: str | None = None) -> Path:
+    from mllmcl.data.benchmark import GENERATORS
+
+    check_name(name, params_path)
+    if generator not in GENERATORS:
+        raise DataError(f"unknown generator '{generator}' (have: {', '.join(sorted(GENERATORS))})")
+    raw = ProjectPaths(root).raw(name)
+    if raw.exists():
+        existing = yaml.safe_load((raw / SPEC_FILE).read_text()) if (raw / SPEC_FILE).is_file() else None
+        if not (isinstance(existing, dict) and existing.get("generator") == generator and not description):
+            raise UserError(f"{raw} already exists")
+        append_task(params_path, name)  # the embedded benchmark ships this spec: only learn it
+        return raw
+    spec = {"generator": generator}
+    if description:
+        spec["description"] = description
+    raw.mkdir(parents=True)
+    (raw / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+    append_task(params_path, name)
+    return raw
+
+
+def add_llava(name: str, train: Path, test: Path, images: Path, *, root: Path, params_path: Path,
+              description: str | None = None, track: Callable[[Path], None] | None = None) -> Path:
+    """Copy LLaVA-format files into data/raw/<name>/ (atomically), let `track` version them (the CLI passes
+    `dvc add`; a failure removes the copy), then register the task in params.yaml."""
+    check_name(name, params_path)
+    for path, what in ((train, "--train"), (test, "--test")):
+        if not Path(path).is_file():
+            raise UserError(f"{what} {path}: file not found")
+    if not Path(images).is_dir():
+        raise UserError(f"--images {images}: folder not found")
+    raw = ProjectPaths(root).raw(name)
+    if raw.exists():
+        raise UserError(f"{raw} already exists")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=raw.parent))
+    try:
+        shutil.copyfile(train, tmp / "train.json")
+        shutil.copyfile(test, tmp / "test.json")
+        shutil.copytree(images, tmp / "images", symlinks=True)
+        spec = {"format": "llava", "description": description or name}
+        (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+        tmp.rename(raw)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if track is not None:
+        try:
+            track(raw)
+        except BaseException:
+            shutil.rmtree(raw, ignore_errors=True)
+            raise
+    append_task(params_path, name)
+    return raw
+
+
+def append_task(params_path: Path, name: str) -> None:
+    _edit_tasks(params_path, lambda tasks: tasks.append(name))
+
+
+def set_tasks(params_path: Path, names: list[str]) -> None:
+    """Replace the learned task list (switching tracks), keeping the file's comments."""
+    def replace(tasks) -> None:
+        trailing = tasks.ca.items.pop(len(tasks) - 1, None) if tasks else None  # the comment block after the list
+        tasks.clear()
+        tasks.extend(names)
+        if trailing and names:
+            tasks.ca.items[len(names) - 1] = trailing
+
+    _edit_tasks(params_path, replace)
+
+
+def _edit_tasks(params_path: Path, edit) -> None:
+    """Round-trip edit with ruamel so every comment and the key order survive; written atomically."""
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096  # keep flow-style lines whole
+    data = y.load(Path(params_path).read_text(encoding="utf-8"))
+    edit(data["tasks"])
+    tmp = Path(params_path).with_suffix(".yaml.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        y.dump(data, f)
+    tmp.replace(params_path)

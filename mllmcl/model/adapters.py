@@ -1,0 +1,89 @@
+"""LoRA adapters on the base: PEFT configs from params, saving exactly the adapter files, and loading them
+as named adapters with errors that name the broken file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from mllmcl.config import AdapterConfig
+from mllmcl.errors import ModelLoadError
+from mllmcl.model.loading import lora_target_regex
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def lora_config(cfg: AdapterConfig):
+    """PEFT LoraConfig for one `expert:`/`router:` params section. `modules_to_save` are trained in full and
+    stored in the adapter (the projector for experts; the output head for the router, whose letters the
+    base never produced in pretraining, so LoRA alone barely moves their probabilities)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=lora_target_regex(list(cfg.target_modules), cfg.language_model_scope),
+        modules_to_save=list(cfg.modules_to_save) or None,
+        bias="none",
+    )
+
+
+def save_adapter(peft_model, out_dir: Path, stats: dict, stats_name: str) -> None:
+    """Write adapter weights + config + a stats JSON, and nothing else, replacing out_dir atomically."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        peft_model.save_pretrained(str(tmp), safe_serialization=True)
+        for extra in tmp.iterdir():
+            if extra.name not in ADAPTER_FILES:
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+        (tmp / stats_name).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_adapter_dir(path: Path) -> None:
+    """Fail early and clearly on a missing, empty or truncated adapter."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: adapter folder not found")
+    for name in ADAPTER_FILES:
+        f = path / name
+        if not f.exists():
+            raise ModelLoadError(f"{f}: missing adapter file")
+    weights = path / "adapter_model.safetensors"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as sf:
+            for key in sf.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                sf.get_tensor(key)
+    except Exception as e:  # safetensors raises several error types for damaged files
+        raise ModelLoadError(f"{weights}: unreadable or truncated adapter weights ({e})") from None
+    try:
+        json.loads((path / "adapter_config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path / 'adapter_config.json'}: not valid JSON ({e})") from None
+
+
+def attach_adapters(base_model, adapters: dict[str, Path]):
+    """One PeftModel holding every adapter by name; switching is `set_adapter`, never a reload."""
+    from peft import PeftModel
+
+    model = None
+    for name, path in adapters.items():
+        check_adapter_dir(path)
+        if model is None:
+            model = PeftModel.from_pretrained(base_model, str(path), adapter_name=name, is_trainable=False)
+        else:
+            model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+    if model is None:
+        raise ModelLoadError("no adapters to load")
+    model.eval()
+    return model

@@ -1,0 +1,197 @@
+"""One training loop for every model the pipeline trains (base pretraining, task experts, the router):
+seeded, loss on answer tokens only, Accelerate for device placement, a progress bar, and checkpoints
+every N steps so an interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mllmcl.config import TrainingConfig
+from mllmcl.errors import DataError
+from mllmcl.model.batching import Encoded, collate, position_ids
+
+
+@dataclass
+class TrainStats:
+    """What one training run did; stored in each model's stats JSON."""
+
+    steps: int
+    resumed_from_step: int
+    seconds: float
+    seconds_per_step: float
+    final_loss: float
+    examples: int
+    config: dict
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def training_fields(cfg: TrainingConfig) -> dict:
+    """Only the settings the loop uses (a section may carry others, e.g. LoRA rank): the resume fingerprint."""
+    return {name: getattr(cfg, name) for name in TrainingConfig.model_fields}
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, cfg: TrainingConfig) -> float:
+    """Linear warm-up to lr at step warmup_steps-1, then cosine decay reaching min_lr_ratio * lr at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - 1 - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def batch_order(n: int, cfg: TrainingConfig) -> list[list[int]]:
+    """Every step's example indices, fixed by the seed: epochs of shuffled data, so resume is exact."""
+    if n <= 0:
+        raise DataError("no training examples to order into batches")
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    need = cfg.steps * cfg.batch_size
+    while len(order) < need:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    return [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(cfg.steps)]
+
+
+def _trainable(model):
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def _save_checkpoint(ckpt: Path, model, optimizer, step: int, fingerprint: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model)}, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+
+
+def _load_checkpoint(ckpt: Path, model, optimizer, fingerprint: str) -> int:
+    """Resume from a finished checkpoint of the same run; anything else starts from step 0."""
+    import torch
+    from safetensors.torch import load_file
+
+    state_file = ckpt / "state.json"
+    if not state_file.exists():
+        return 0
+    state = json.loads(state_file.read_text())
+    if state.get("fingerprint") != fingerprint:
+        return 0
+    weights = load_file(str(ckpt / "trainable.safetensors"))
+    params = dict(_trainable(model))
+    if set(weights) != set(params):
+        return 0
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    return int(state["step"])
+
+
+def train(
+    model,
+    examples: Sequence[Encoded],
+    cfg: TrainingConfig,
+    *,
+    pad_id: int,
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    desc: str = "train",
+    stop_after: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    fingerprint_extra: dict | None = None,
+) -> TrainStats:
+    """Train the parameters of `model` that require grad.
+
+    `stop_after` ends the run early (after a checkpoint) - the way tests simulate an interruption.
+    `fingerprint_extra` identifies the inputs (data, base) so a checkpoint of other inputs is never resumed."""
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    if not examples:
+        raise DataError("no training examples")
+    seed_everything(cfg.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    params = [p for _, p in _trainable(model)]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fingerprint = json.dumps(
+        {**training_fields(cfg), "n": len(examples), **(fingerprint_extra or {})}, sort_keys=True, default=str
+    )
+    start = _load_checkpoint(checkpoint_dir, model, optimizer, fingerprint) if checkpoint_dir else 0
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    batches = batch_order(len(examples), cfg)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    for step in range(start, cfg.steps):
+        batch = collate([examples[i] for i in batches[step]], pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch["position_ids"] = position_ids(batch["attention_mask"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        if on_step:
+            on_step(step, losses[-1])
+        done = step + 1
+        if checkpoint_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            _save_checkpoint(Path(checkpoint_dir), accelerator.unwrap_model(model), optimizer, done, fingerprint)
+        if stop_after is not None and done >= stop_after:
+            bar.close()
+            raise TrainingInterrupted(done)
+    bar.close()
+    model.eval()
+    seconds = time.perf_counter() - t0
+    if checkpoint_dir:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    tail = losses[-20:] or [float("nan")]
+    return TrainStats(
+        steps=cfg.steps,
+        resumed_from_step=start,
+        seconds=round(seconds, 2),
+        seconds_per_step=round(seconds / max(1, cfg.steps - start), 4),
+        final_loss=round(sum(tail) / len(tail), 4),
+        examples=len(examples),
+        config=training_fields(cfg),
+    )
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by `stop_after`: the run stopped on purpose with a checkpoint kept."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training stopped after step {step} (checkpoint kept)")
+        self.step = step

@@ -1,0 +1,95 @@
+"""The workspace's candidate: its model files, its content id, and judging it with the gate. What the `gate`
+stage and `mllmcl gate` both run; results go to metrics/gate.json (metrics only), reports/gate.{md,html}, the
+DVC plot files, and reports/gate_lineage.json (commit, dvc.lock hashes, params diff)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mllmcl.config import Params
+from mllmcl.errors import DataError
+from mllmcl.paths import ProjectPaths
+from mllmcl.plots import png_bytes
+from mllmcl.release.gate import GateResult, evaluate_gate
+from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, params_diff
+from mllmcl.release.registry import Registry, candidate_id
+from mllmcl.release.report import confusion_figure, matrix_figure, task_order, write_gate_reports
+
+
+def candidate_files(params: Params, paths: ProjectPaths) -> dict[str, Path]:
+    """Model files of the candidate, keyed by their path inside a registry version."""
+    files: dict[str, Path] = {}
+
+    def add_dir(src: Path, prefix: str) -> None:
+        if not src.is_dir():
+            raise DataError(f"{src}: missing (run `dvc repro` first)")
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                files[f"{prefix}/{p.relative_to(src).as_posix()}"] = p
+
+    if params.base.build == "tiny":
+        add_dir(paths.base, "base")
+    for task in params.tasks:
+        add_dir(paths.expert(task), f"experts/{task}")
+    add_dir(paths.router, "router")
+    return files
+
+
+def read_eval(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no evaluation result (run the evaluate stage first)")
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
+    """Judge the workspace's candidate against the registry's production and write every gate output."""
+    eval_json = read_eval(paths.eval_json)
+    registry = Registry.from_params(params, paths.root)
+    alias = registry.alias("production")
+    production = registry.manifest(alias["version"]) if alias else None
+    history = registry.list_versions()
+    candidate = candidate_id(candidate_files(params, paths))
+    gate = evaluate_gate(
+        eval_json,
+        production,
+        list(params.tasks),
+        params.gate,
+        candidate=candidate,
+        validation_dir=paths.validation_reports,
+        dvc_lock=paths.dvc_lock,
+        history=history,
+    )
+    lineage = {
+        "candidate": candidate,
+        "git_commit": git_commit(paths.root),
+        "git_dirty": git_dirty(paths.root),
+        "dvc_lock": dvc_lock_hashes(paths.dvc_lock),
+        "params_diff": params_diff(params.dump(), production.get("params", {})) if production else [],
+        "registry": registry.store.uri,
+    }
+    result = gate.to_json()
+    paths.gate_json.parent.mkdir(parents=True, exist_ok=True)
+    paths.gate_json.write_text(json.dumps(result, indent=2) + "\n")
+    paths.gate_lineage.parent.mkdir(parents=True, exist_ok=True)
+    paths.gate_lineage.write_text(json.dumps(lineage, indent=2) + "\n")
+    write_gate_reports(result, eval_json, production, paths.reports, lineage=lineage)
+    order = task_order(result, eval_json)
+    rows = [{"task": t, "accuracy": eval_json["tasks"][t]["accuracy"]} for t in order]
+    rows.append({"task": "language", "accuracy": (eval_json.get("language") or {}).get("accuracy", 0.0)})
+    paths.plots.mkdir(parents=True, exist_ok=True)
+    (paths.plots / "accuracy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    figures = (
+        ("accuracy_matrix.png", matrix_figure(result, always=True)),
+        ("router_confusion.png", confusion_figure(eval_json, order)),
+    )
+    for name, figure in figures:
+        target = paths.plots / name
+        if figure:  # image plots for `dvc plots show`
+            target.write_bytes(png_bytes(figure))
+        else:
+            target.unlink(missing_ok=True)
+    return gate

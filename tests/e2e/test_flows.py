@@ -1,0 +1,221 @@
+"""The continual_stage Prefect flow under Prefect's test harness, on a tiny real DVC project: promotion,
+validation failure, retries, the stage lock, and the approval pause."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from tests import pipeline_project as pp
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, harness):
+    root = pp.make(tmp_path_factory.mktemp("flow") / "proj", ["rs", "fin"])
+    return root
+
+
+def _registry(root):
+    from mllmcl.config import load_params
+    from mllmcl.release.registry import Registry
+
+    return Registry.from_params(load_params(root / "params.yaml"), root)
+
+
+def test_a_continual_stage_runs_the_dag_and_promotes(project):
+    from flows.continual_stage import continual_stage
+
+    summary = continual_stage(root=str(project), push=False)
+    assert summary["decision"] == "pass"
+    assert "train_expert@rs" in summary["ran"] and "gate" in summary["ran"]
+    assert _registry(project).resolve("production") == summary["promoted"]
+
+
+def test_flow_overhead_over_plain_dvc_repro_on_a_cached_pipeline(project, tmp_path):
+    from flows.continual_stage import continual_stage
+
+    t0 = time.perf_counter()
+    pp.dvc(project, "repro")
+    plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary = continual_stage(root=str(project), push=False)
+    flow = time.perf_counter() - t0
+    assert summary["ran"] == []
+    out = {"plain_dvc_repro_s": round(plain, 2), "flow_s": round(flow, 2), "overhead_s": round(flow - plain, 2)}
+    print(json.dumps(out))
+    (tmp_path / "flow_overhead.json").write_text(json.dumps(out))
+
+
+def test_a_transient_training_failure_is_retried(project, monkeypatch):
+    from flows import dag
+    from flows.continual_stage import continual_stage
+
+    real = dag.repro_stage
+    calls = {"n": 0}
+
+    def flaky(root, stage):
+        if stage == "train_router":
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise dag.DvcError("simulated transient failure (worker lost)")
+        return real(root, stage)
+
+    monkeypatch.setattr(dag, "repro_stage", flaky)
+    monkeypatch.setattr(dag, "stale_stages", lambda root: {"train_router"})
+    summary = continual_stage(root=str(project), push=False, promote=False, retry_delay_seconds=0)
+    assert calls["n"] == 2
+    assert any(s["stage"] == "train_router" and s["ran"] for s in summary["stages"])
+
+
+def test_two_concurrent_stages_never_overlap(project, monkeypatch):
+    from flows import dag
+    from flows.continual_stage import continual_stage
+    from flows.lock import StageBusy
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow(root, stage):
+        inside.set()
+        release.wait(timeout=60)
+        return ""
+
+    monkeypatch.setattr(dag, "repro_stage", slow)
+    monkeypatch.setattr(dag, "stale_stages", lambda root: {"gate"})
+    first = threading.Thread(daemon=True, target=lambda: continual_stage(root=str(project), push=False, promote=False))
+    first.start()
+    assert inside.wait(timeout=60)
+    with pytest.raises(StageBusy, match="already running"):
+        continual_stage(root=str(project), push=False, promote=False)
+    release.set()
+    first.join(timeout=60)
+
+
+def test_a_failing_validation_fails_the_flow_without_promotion(project):
+    from flows.continual_stage import continual_stage
+    from mllmcl.cli.main import main
+    from tests.data.test_task_add import make_llava_fixture
+
+    before = _registry(project).alias("production")
+    train, test, images = make_llava_fixture(project.parent / "bad")
+    rows = json.loads(train.read_text())
+    rows[2]["conversations"][1]["value"] = ""
+    train.write_text(json.dumps(rows))
+    assert (
+        main(
+            [
+                "--params",
+                str(project / "params.yaml"),
+                "task",
+                "add",
+                "pets",
+                "--train",
+                str(train),
+                "--test",
+                str(test),
+                "--images",
+                str(images),
+                "--root",
+                str(project),
+            ]
+        )
+        == 0
+    )
+    state = continual_stage(root=str(project), push=False, return_state=True)
+    assert state.is_failed()
+    assert "validate@pets" in str(state.message) or "validate@pets" in repr(state.result(raise_on_failure=False))
+    assert _registry(project).alias("production") == before
+    _remove_task(project, "pets")
+
+
+def _remove_task(root, name):
+    import shutil
+
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    data = y.load((root / "params.yaml").read_text())
+    data["tasks"].remove(name)
+    with (root / "params.yaml").open("w") as f:
+        y.dump(data, f)
+    shutil.rmtree(root / "data/raw" / name, ignore_errors=True)
+    (root / "data/raw" / f"{name}.dvc").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_an_approval_required_run_waits_for_a_reviewer(project, approve):
+    # a new candidate: a different router seed changes the router, so there is something to promote
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.continual_stage import continual_stage
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["router"]["seed"] = int(params["router"].get("seed", 0)) + (1 if approve else 2)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = _registry(project).alias("production")
+    result = {}
+    runner = threading.Thread(
+        daemon=True,
+        target=lambda: result.update(
+            summary=continual_stage(root=str(project), push=False, require_approval=True, approval_timeout_seconds=120)
+        ),
+    )
+    runner.start()
+    flow_run_id = _wait_for_paused(get_client, runner)
+    resume_flow_run(flow_run_id, run_input={"approve": approve, "comment": "reviewed in test"})
+    runner.join(timeout=180)
+    summary = result["summary"]
+    assert summary["approval"]["approve"] is approve
+    after = _registry(project).alias("production")
+    if approve:
+        assert summary["promoted"] and after["version"] == summary["promoted"]
+    else:
+        assert summary["promoted"] is None and after == before
+
+
+def _wait_for_paused(get_client, runner, timeout: float = 300):
+    import asyncio
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def find():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+                limit=10,
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            )
+            return runs[0].id if runs else None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run_id = asyncio.run(find())
+        if run_id:
+            return run_id
+        if not runner.is_alive():
+            raise AssertionError("the flow run ended before pausing for approval")
+        time.sleep(1)
+    raise AssertionError("the flow run never paused for approval")

@@ -1,0 +1,48 @@
+"""Continual-learning metrics on hand-computed matrices."""
+
+import pytest
+
+from mllmcl.continual import metrics
+
+A = [[0.9, None, None], [0.6, 0.8, None], [0.3, 0.7, 0.95]]
+
+
+def test_metrics_on_a_hand_computed_matrix():
+    assert metrics.mft(A) == pytest.approx((0.9 + 0.8 + 0.95) / 3)
+    assert metrics.mfn(A) == pytest.approx((0.3 + 0.7 + 0.95) / 3)
+    assert metrics.maa(A) == pytest.approx((0.9 + 0.7 + (0.3 + 0.7 + 0.95) / 3) / 3)
+    assert metrics.bwt(A) == pytest.approx(((0.3 - 0.9) + (0.7 - 0.8)) / 2)
+    f = metrics.forgetting(A)
+    assert f[0] == pytest.approx(0.6) and f[1] == pytest.approx(0.1) and f[2] is None
+
+
+def test_isolated_experts_have_zero_backward_transfer():
+    a = [[0.8, None], [0.8, 0.7]]
+    assert metrics.bwt(a) == 0 and metrics.forgetting(a)[0] == 0
+
+
+def test_method_md_check_mr_lora_mfn():
+    finals = [80.87, 65.32, 54.12, 56.71, 91.12]
+    a = [[None] * 5 for _ in range(4)] + [finals]
+    assert round(metrics.mfn(a), 2) == 69.63
+
+
+def test_linguistic_degradation_is_base_minus_candidate():
+    d = metrics.linguistic_degradation(0.8, 0.6)
+    assert d["delta"] == pytest.approx(0.2) and d["percent"] == pytest.approx(25.0)
+
+
+def test_accuracy_matrix_from_registry_history():
+    def version(tasks, accs):
+        return {"tasks": tasks, "eval": {"tasks": {t: {"accuracy": a} for t, a in zip(tasks, accs)}}}
+
+    history = [version(["rs"], [0.9]), version(["rs", "med"], [0.85, 0.7]), version(["rs", "med"], [0.88, 0.75])]
+    tasks, rows = metrics.accuracy_matrix(history, version(["rs", "med", "ad"], [0.88, 0.75, 0.6]))
+    assert tasks == ["rs", "med", "ad"]
+    assert rows == [[0.9, None, None], [0.88, 0.75, None], [0.88, 0.75, 0.6]]
+
+
+def test_summary_says_how_many_stages_it_covers():
+    s = metrics.summary([[None, None], [0.8, 0.7]])
+    assert s["stages"] == 2 and s["stages_known"] == 1 and s["BWT"] is None
+    assert metrics.summary(A)["stages_known"] == 3
