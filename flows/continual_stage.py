@@ -150,6 +150,11 @@ def _finish(project: Path, summary: dict, push: bool, logger) -> dict:
 
 
 def main(args) -> int:
+    """Run the flow once from the command line: 0 when the gate passed, 1 when it failed (nothing promoted); bad params
+    stop before Prefect starts."""
+    from mllmcl.entry import load_params
+
+    load_params(args)  # bad params stop here in one line, before Prefect logs a traceback of a failed run
     summary = continual_stage(
         root=str(args.root),
         params_file=str(args.params),
@@ -164,6 +169,8 @@ def main(args) -> int:
 
 
 def parser():
+    """Options of `python -m flows.continual_stage`: --root/--params plus switches for approval, promotion, pull/push
+    and the lock wait."""
     import argparse
 
     from mllmcl.entry import add_common_options

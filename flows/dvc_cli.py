@@ -31,6 +31,8 @@ def env() -> dict[str, str]:
 
 
 def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `python -m dvc ARGS` in `root` with the offline environment, output captured; `check=True` raises DvcError
+    (with the output's tail) on a non-zero exit."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise DvcError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail(proc)}")
@@ -38,6 +40,7 @@ def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProc
 
 
 def tail(proc: subprocess.CompletedProcess, lines: int = 40) -> str:
+    """The last `lines` lines of a finished process's stdout then stderr, for error messages."""
     text = (proc.stdout or "") + (proc.stderr or "")
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -65,6 +68,7 @@ def configure(params: Params, root: Path) -> str | None:
 
 
 def has_remote(root: Path) -> bool:
+    """Whether the project has any DVC remote (one configured by hand counts); False when `dvc remote list` fails."""
     proc = dvc(root, "remote", "list")
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
@@ -75,6 +79,8 @@ def push(root: Path) -> str:
 
 
 def pull(root: Path, allow_missing: bool = True) -> str:
+    """Cached outputs plus the run-cache from the remote; `allow_missing` tolerates outputs the remote lacks. Raises
+    DvcError when dvc fails."""
     args = ["pull", "--run-cache"] + (["--allow-missing"] if allow_missing else [])
     return dvc(root, *args, check=True).stdout
 

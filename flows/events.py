@@ -36,6 +36,8 @@ def emit_drift_detected(project: str, batch: str, drift_share: float, report: st
 
 
 def main(args) -> int:
+    """Emit the drift event the options describe and print its id; no reachable Prefect server is a user error (exit
+    2)."""
     event = emit_drift_detected(args.project, args.batch, args.drift_share, args.report)
     print(
         f"emitted {DRIFT_EVENT} {event.id} for {args.project}: batch {args.batch}, drift share {args.drift_share:.2f}"
@@ -44,6 +46,7 @@ def main(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    """Options of `python -m flows.events`: what drifted, how much, and the report a reviewer should read."""
     from mllmcl.entry import add_common_options
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -21,6 +21,8 @@ class StageBusy(UserError):
 
 @contextmanager
 def stage_lock(root: Path, *, wait_seconds: float = 0.0, poll: float = 0.2, holder: str = ""):
+    """Hold the project's continual-stage lock for the `with` block, writing `holder` into the lock file; raises
+    StageBusy when it is still taken after `wait_seconds`."""
     path = ProjectPaths(Path(root)).state / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

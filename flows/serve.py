@@ -53,6 +53,8 @@ def build_deployments(params, root: str):
 
 
 def main(args) -> int:
+    """Serve both deployments until interrupted (blocks); the root is resolved so flow runs do not depend on the
+    server's working directory."""
     from prefect import serve
 
     from mllmcl.entry import load_params

@@ -43,6 +43,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, inherited: bool = Fal
 
 
 def params_path(args: argparse.Namespace) -> Path:
+    """The params file the options name: --params as given when absolute, else under --root."""
     return args.params if args.params.is_absolute() else args.root / args.params
 
 
@@ -54,6 +55,7 @@ def load_params(args: argparse.Namespace):
 
 
 def quiet_environment() -> None:
+    """Offline, no telemetry, no tokenizer fork warnings; a variable the user has already set wins."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
 

@@ -18,6 +18,7 @@ def png_data_uri(fig) -> str:
 
 
 def png_bytes(data_uri: str) -> bytes:
+    """The PNG inside a data URI from png_data_uri, to write the figure as a file."""
     return base64.b64decode(data_uri.split(",", 1)[1])
 
 

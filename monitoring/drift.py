@@ -21,6 +21,8 @@ CATEGORICAL = ["has_image"]
 
 
 def image_features(path: Path) -> dict:
+    """Brightness, mean red/green/blue, contrast and edge strength (0..1) and the size in pixels of one image; an
+    unreadable file is a DataError."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -79,6 +81,9 @@ def reference_requests(tasks: list[str], tasks_dir: Path, rows: int, seed: int) 
 
 @dataclass
 class DriftResult:
+    """The verdict on one batch: drifted or not, the share of drifted columns against the threshold, which columns
+    drifted, and each column's p-value."""
+
     detected: bool
     drift_share: float  # share of feature columns that drifted
     threshold: float  # drift_share at which the batch counts as drifted

@@ -6,6 +6,8 @@ from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
+    """Build and pretrain the tiny base (its tokenizer also learns the router's prompt words), or, with
+    `base.build: none`, only record which Hugging Face model is the base."""
     from mllmcl.continual.router import router_vocabulary
     from mllmcl.data.benchmark import GENERATORS
     from mllmcl.model.pretrain import PRETRAIN_SUITES, build_and_pretrain, reference_external
@@ -29,6 +31,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__)
     p.add_argument(
         "--suites",

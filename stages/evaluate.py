@@ -4,6 +4,8 @@ from stages._common import context, parser, path_arg, run, write_json
 
 
 def main(args) -> int:
+    """Load the routed system once and score it on every learned task and the language suite; writes eval.json,
+    experts.json and one predictions JSONL per task."""
     from mllmcl.continual.evaluation import evaluate_system, experts_report
     from mllmcl.continual.inference import RoutedModel
     from mllmcl.model.loading import resolve_base
@@ -37,6 +39,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__)
     path_arg(p, "--base", "the base model folder")
     path_arg(p, "--experts", "the folder of expert adapters")

@@ -6,6 +6,8 @@ from stages._common import context, parser, run
 
 
 def main(args) -> int:
+    """Judge the candidate and print the decision; returns 0 on a failing gate too (the decision is in
+    metrics/gate.json)."""
     from mllmcl.release.candidate import run_gate
 
     params, paths = context(args)

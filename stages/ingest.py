@@ -4,6 +4,7 @@ from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
+    """Normalise one task's raw input into its task folder (replaced atomically)."""
     from mllmcl.data.ingest import ingest_task
 
     params, paths = context(args)
@@ -19,6 +20,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__, task=True)
     path_arg(p, "--raw", "the task's raw input folder")
     path_arg(p, "--out", "the normalised task folder to write")

@@ -4,6 +4,7 @@ from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
+    """Train the task's expert from the base, resuming from checkpoints/expert-<task> after an interruption."""
     from mllmcl.continual.experts import train_expert
 
     params, paths = context(args)
@@ -23,6 +24,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__, task=True)
     path_arg(p, "--base", "the base model folder")
     path_arg(p, "--data", "the task folder")

@@ -4,6 +4,8 @@ from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
+    """Train the router on the replay set of every task in `tasks` (resumable from checkpoints/router) and print its
+    held-out routing accuracy."""
     from mllmcl.continual.router import train_router
 
     params, paths = context(args)
@@ -23,6 +25,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__)
     path_arg(p, "--base", "the base model folder")
     path_arg(p, "--tasks-dir", "the folder holding every task's data")

@@ -5,6 +5,7 @@ from stages._common import context, parser, path_arg, run
 
 
 def main(args) -> int:
+    """Validate one task folder and write <task>.json/.md; returns 1 when a rule fails, which stops `dvc repro` here."""
     from mllmcl.data.validation import validate_task, write_reports
 
     params, paths = context(args)
@@ -18,6 +19,7 @@ def main(args) -> int:
 
 
 def build_parser():
+    """The stage's arguments: dvc.yaml passes every path explicitly."""
     p = parser(__doc__, task=True)
     path_arg(p, "--data", "the task folder to validate")
     path_arg(p, "--reports", "folder for <task>.json and <task>.md")

@@ -13,6 +13,7 @@ COMMAND_MODULES = ("params", "task", "predict", "registry", "gate", "remote", "d
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole `mllmcl` parser; --root/--params are accepted before or after the sub-command."""
     parser = argparse.ArgumentParser(
         prog="mllmcl",
         description="Continual learning for multimodal LLMs: per-task LoRA experts, an MLLM router, "
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default: sys.argv) and run the chosen command under the exit-code policy; no command prints the
+    help and returns 0."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

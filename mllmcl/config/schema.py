@@ -49,6 +49,8 @@ class DataConfig(Section):
 
 
 class MinRows(Section):
+    """Fewest rows each split of a task must have."""
+
     train: PositiveInt = Field(20, description="fewest training rows a task may have")
     test: PositiveInt = Field(10, description="fewest test rows a task may have")
 
@@ -67,6 +69,8 @@ class ValidateConfig(Section):
 
 
 class VisionConfig(Section):
+    """The tiny base's CLIP vision tower."""
+
     hidden_size: PositiveInt = Field(128, description="CLIP vision tower width")
     layers: PositiveInt = Field(2, description="CLIP vision tower depth")
     heads: PositiveInt = Field(4, description="attention heads (must divide hidden_size)")
@@ -75,6 +79,8 @@ class VisionConfig(Section):
 
 
 class TextConfig(Section):
+    """The tiny base's Llama decoder."""
+
     hidden_size: PositiveInt = Field(192, description="Llama decoder width")
     intermediate_size: PositiveInt = Field(512, description="Llama MLP width")
     layers: PositiveInt = Field(4, description="Llama decoder depth")
@@ -123,6 +129,8 @@ class TrainingConfig(Section):
 
 
 class PretrainConfig(TrainingConfig):
+    """Pretraining of the tiny base on the general and language suites."""
+
     steps: PositiveInt = Field(1200, description="optimizer steps")
     batch_size: PositiveInt = Field(32, description="examples per step")
     warmup_steps: NonNegativeInt = Field(50, description="linear warm-up steps before the cosine decay")
@@ -216,6 +224,8 @@ class RegistryConfig(Section):
 
 
 class S3Config(Section):
+    """S3 connection settings of both the DVC remote and the registry (credentials never go here)."""
+
     endpoint_url: str | None = Field(
         None, pattern=URL_PATTERN, description="S3-compatible endpoint (MinIO, moto, ...); null = AWS"
     )

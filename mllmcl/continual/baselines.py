@@ -111,6 +111,8 @@ def compare(
     progress: bool = True,
     on_stage=None,
 ) -> dict:
+    """Accuracy matrix and CL metrics of every method for `tasks` in order: LoRA-FT is trained now (slow), the others
+    are read from disk; MR-LoRA is left out until eval.json covers every task."""
     methods: dict[str, dict] = {}
     for name, matrix in isolated_rows(tasks, paths.experts).items():
         methods[name] = {"matrix": matrix, **metrics.summary(matrix)}

@@ -20,6 +20,9 @@ from mllmcl.model.loading import BASE_REF
 
 @dataclass
 class TaskScore:
+    """One learned task in eval.json: answer accuracy, test-set size, and the share of its requests routed to its own
+    expert."""
+
     accuracy: float
     n: int
     router_accuracy: float

@@ -20,6 +20,8 @@ from mllmcl.model.loading import Prompting, load_base
 
 @dataclass(frozen=True)
 class Request:
+    """One request to answer: a question, an optional PIL image (None: text-only) and the caller's id, echoed back."""
+
     question: str
     image: object = None  # PIL image or None
     id: str | None = None
@@ -27,6 +29,9 @@ class Request:
 
 @dataclass(frozen=True)
 class Prediction:
+    """The answer to one Request: the expert that gave it ("base" for the plain model), the router's confidence, and the
+    batch's wall time shared out per request (ms)."""
+
     id: str | None
     answer: str
     expert: str
@@ -35,6 +40,9 @@ class Prediction:
 
 
 class RoutedModel:
+    """The base with every expert and the router attached as named adapters, loaded once; raises ModelLoadError when the
+    base or the router's pool cannot be loaded."""
+
     def __init__(
         self,
         base_path: str,
@@ -106,6 +114,7 @@ def load_request(obj: dict, base_dir: Path, line: int | None = None) -> Request:
 
 
 def prediction_json(p: Prediction) -> str:
+    """One JSONL line of `mllmcl predict` output: id, answer, expert, confidence, latency_ms."""
     return json.dumps(
         {"id": p.id, "answer": p.answer, "expert": p.expert, "confidence": p.confidence, "latency_ms": p.latency_ms}
     )

@@ -58,6 +58,9 @@ def linguistic_degradation(base: float, candidate: float) -> dict:
 
 
 def summary(a: Matrix) -> dict:
+    """MFT/MFN/MAA/BWT (rounded to 4 places), per-task forgetting, and how many stages the matrix really covers: what
+    every report shows."""
+
     def r(x):
         return None if x is None else round(x, 4)
 

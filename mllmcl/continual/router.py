@@ -28,6 +28,9 @@ BASE_LETTER = "Z"
 
 @dataclass(frozen=True)
 class PoolEntry:
+    """One line of the router's pool: the letter the router answers with, the task it stands for, and the description it
+    reads."""
+
     letter: str
     task: str
     description: str
@@ -35,6 +38,9 @@ class PoolEntry:
 
 @dataclass(frozen=True)
 class Route:
+    """The router's decision for one request: the task ("base" on no legal letter or a low confidence), the letter read,
+    its probability and the raw output."""
+
     task: str  # an expert's task name, or "base"
     letter: str | None
     confidence: float
@@ -65,6 +71,8 @@ def router_pool_text(pool: Sequence[PoolEntry]) -> str:
 
 
 def router_question(pool: Sequence[PoolEntry], question: str) -> str:
+    """The question the router is trained and asked on; `pool` is not repeated here (it is the prompt's prefix,
+    router_pool_text)."""
     return f"Request: {question} Which model? Answer with its letter."
 
 
@@ -235,6 +243,7 @@ def train_router(
 
 
 def pool_json(pool: Sequence[PoolEntry], cfg: RouterConfig) -> dict:
+    """pool.json, saved next to the router adapter: the pool plus the fallback settings inference must apply."""
     return {
         "experts": [asdict(e) for e in pool],
         "base_letter": BASE_LETTER,
@@ -245,6 +254,7 @@ def pool_json(pool: Sequence[PoolEntry], cfg: RouterConfig) -> dict:
 
 
 def load_pool(router_dir: Path) -> tuple[list[PoolEntry], dict]:
+    """The pool and settings a router was trained with; raises ModelLoadError when `router_dir` has no pool.json."""
     path = Path(router_dir) / POOL_FILE
     if not path.exists():
         raise ModelLoadError(f"{path}: router pool not found (train the router first)")

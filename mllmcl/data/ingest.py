@@ -28,6 +28,7 @@ _IMAGE_TAG = re.compile(r"<image>\s*")
 
 
 def read_spec(raw_dir: Path) -> dict:
+    """data/raw/<task>/spec.yaml, which must name a generator or `format: llava`; anything else is a DataError."""
     path = Path(raw_dir) / SPEC_FILE
     if not path.exists():
         raise DataError(f"{path}: missing (every data/raw/<task>/ needs a spec.yaml: 'generator:' or 'format: llava')")
@@ -71,7 +72,8 @@ def _generate(task: str, spec: dict, data_cfg: DataConfig, raw_dir: Path, out: P
     except ValueError as e:
         raise DataError(f"{raw_dir / SPEC_FILE}: {' '.join(str(e).split())}") from None
     summary = generate_task(
-        name, out,
+        name,
+        out,
         train_size=sizes.train_size,
         test_size=sizes.test_size,
         seed=sizes.seed,
@@ -90,7 +92,9 @@ def _generate(task: str, spec: dict, data_cfg: DataConfig, raw_dir: Path, out: P
 
 
 def _import_llava(task: str, spec: dict, raw_dir: Path, out: Path) -> dict:
-    train = [_train_record(obj, raw_dir / "train.json", i) for i, obj in enumerate(_load_json_list(raw_dir / "train.json"))]
+    train = [
+        _train_record(obj, raw_dir / "train.json", i) for i, obj in enumerate(_load_json_list(raw_dir / "train.json"))
+    ]
     test = [_test_record(obj, raw_dir / "test.json", i) for i, obj in enumerate(_load_json_list(raw_dir / "test.json"))]
     for split_records in (train, test):
         for r in split_records:

@@ -11,9 +11,10 @@ its path, line number and the rule it broke instead of surfacing later as a trai
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from mllmcl.errors import DataError
 
@@ -107,5 +108,6 @@ def write_records(path: Path | str, records: Iterable[dict]) -> int:
 
 
 def iter_split_files(task_folder: Path | str) -> Iterator[tuple[str, Path]]:
+    """(split, path) of a task folder's train.jsonl and test.jsonl, whether or not they exist."""
     for split in SPLITS:
         yield split, Path(task_folder) / f"{split}.jsonl"

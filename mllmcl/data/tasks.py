@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -28,6 +28,8 @@ def check_name(name: str, params_path: Path) -> None:
 
 
 def add_synthetic(name: str, generator: str, *, root: Path, params_path: Path, description: str | None = None) -> Path:
+    """Write data/raw/<name>/spec.yaml for a benchmark generator and append the task; a shipped spec for the same
+    generator is only appended."""
     from mllmcl.data.benchmark import GENERATORS
 
     check_name(name, params_path)
@@ -49,8 +51,17 @@ def add_synthetic(name: str, generator: str, *, root: Path, params_path: Path, d
     return raw
 
 
-def add_llava(name: str, train: Path, test: Path, images: Path, *, root: Path, params_path: Path,
-              description: str | None = None, track: Callable[[Path], None] | None = None) -> Path:
+def add_llava(
+    name: str,
+    train: Path,
+    test: Path,
+    images: Path,
+    *,
+    root: Path,
+    params_path: Path,
+    description: str | None = None,
+    track: Callable[[Path], None] | None = None,
+) -> Path:
     """Copy LLaVA-format files into data/raw/<name>/ (atomically), let `track` version them (the CLI passes
     `dvc add`; a failure removes the copy), then register the task in params.yaml."""
     check_name(name, params_path)
@@ -84,11 +95,13 @@ def add_llava(name: str, train: Path, test: Path, images: Path, *, root: Path, p
 
 
 def append_task(params_path: Path, name: str) -> None:
+    """Append `name` to params.yaml `tasks`, keeping comments; no checks (check_name does them)."""
     _edit_tasks(params_path, lambda tasks: tasks.append(name))
 
 
 def set_tasks(params_path: Path, names: list[str]) -> None:
     """Replace the learned task list (switching tracks), keeping the file's comments."""
+
     def replace(tasks) -> None:
         trailing = tasks.ca.items.pop(len(tasks) - 1, None) if tasks else None  # the comment block after the list
         tasks.clear()

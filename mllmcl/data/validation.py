@@ -22,6 +22,9 @@ MAX_LISTED = 20  # offending rows listed per rule in messages (all of them go to
 
 @dataclass
 class Check:
+    """One rule's outcome: pass or fail, a detail, the file concerned, the offending rows (ids, or "line N") and how
+    many rows failed."""
+
     rule: str
     passed: bool
     detail: str
@@ -32,6 +35,8 @@ class Check:
 
 @dataclass
 class ValidationResult:
+    """Every rule's outcome for one task folder; the task passes only when all of them pass."""
+
     task: str
     folder: str
     checks: list[Check]
@@ -48,14 +53,20 @@ class ValidationResult:
             return f"validation of task '{self.task}' passed: {len(self.checks)} rules"
         lines = [f"validation of task '{self.task}' FAILED ({len(self.failures())} of {len(self.checks)} rules):"]
         for c in self.failures():
-            rows = ", ".join(c.rows[:MAX_LISTED]) + (f" (+{len(c.rows) - MAX_LISTED} more)" if len(c.rows) > MAX_LISTED else "")
+            rows = ", ".join(c.rows[:MAX_LISTED]) + (
+                f" (+{len(c.rows) - MAX_LISTED} more)" if len(c.rows) > MAX_LISTED else ""
+            )
             where = f"{c.file}: " if c.file else ""
             lines.append(f"  [{c.rule}] {where}{c.detail}" + (f"; rows: {rows}" if rows else ""))
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"task": self.task, "folder": self.folder, "passed": self.passed,
-                "checks": [c.__dict__ for c in self.checks]}
+        return {
+            "task": self.task,
+            "folder": self.folder,
+            "passed": self.passed,
+            "checks": [c.__dict__ for c in self.checks],
+        }
 
 
 # --- file level -------------------------------------------------------------------------------------------
@@ -89,6 +100,7 @@ def _load_split(folder: Path, split: str, cfg: ValidateConfig, checks: list[Chec
 
 
 def line_index(raw: list, line: int) -> int:
+    """Index in `raw` of the record read from file line `line`."""
     return next(i for i, r in enumerate(raw) if r.line == line)
 
 
@@ -101,8 +113,15 @@ def _row_name(obj: Any, line: int) -> str:
 # --- computed facts per row -------------------------------------------------------------------------------
 def _image_facts(folder: Path, image: str | None, cfg: ValidateConfig, expected_size: int | None) -> dict:
     """Everything GE needs to know about one record's image, as plain values."""
-    facts = {"path_safe": True, "image_exists": True, "image_decodes": True, "image_mode_ok": True,
-             "image_size_ok": True, "image_bytes_ok": True, "image_sha256": None}
+    facts = {
+        "path_safe": True,
+        "image_exists": True,
+        "image_decodes": True,
+        "image_mode_ok": True,
+        "image_size_ok": True,
+        "image_bytes_ok": True,
+        "image_sha256": None,
+    }
     if image is None:
         return facts
     rel = Path(image)
@@ -148,19 +167,21 @@ def _frame(rows: list[dict], folder: Path, cfg: ValidateConfig, expected_size: i
     for r in rows:
         facts = _image_facts(folder, r.get("image"), cfg, expected_size)
         choices = r.get("choices")
-        table.append({
-            "row": _row_name(r, r["_line"]),
-            "split": r["_split"],
-            "file": r["_file"],
-            "id": r.get("id"),
-            "question": r.get("question"),
-            "answer": r.get("answer") if str(r.get("answer") or "").strip() else None,
-            "answer_type": r.get("answer_type"),
-            "question_type": r.get("question_type"),
-            "answer_in_choices": choices is None or r.get("answer") in choices,
-            "question_norm": " ".join(str(r.get("question") or "").lower().split()),
-            **facts,
-        })
+        table.append(
+            {
+                "row": _row_name(r, r["_line"]),
+                "split": r["_split"],
+                "file": r["_file"],
+                "id": r.get("id"),
+                "question": r.get("question"),
+                "answer": r.get("answer") if str(r.get("answer") or "").strip() else None,
+                "answer_type": r.get("answer_type"),
+                "question_type": r.get("question_type"),
+                "answer_in_choices": choices is None or r.get("answer") in choices,
+                "question_norm": " ".join(str(r.get("question") or "").lower().split()),
+                **facts,
+            }
+        )
     df = pd.DataFrame(table)
     image_key = df["image_sha256"]
     text_key = df["question_norm"].where(image_key.isna())  # text-only rows leak through their question
@@ -191,9 +212,16 @@ def _row_expectations(gxe, answer_types) -> list[tuple[str, str, Any]]:
         ("not_null_id", "id is missing", gxe.ExpectColumnValuesToNotBeNull(column="id")),
         ("not_null_question", "question is missing", gxe.ExpectColumnValuesToNotBeNull(column="question")),
         ("not_null_answer", "answer is missing or empty", gxe.ExpectColumnValuesToNotBeNull(column="answer")),
-        ("unique_id", "id is used more than once (within or across splits)", gxe.ExpectColumnValuesToBeUnique(column="id")),
-        ("answer_type_allowed", f"answer_type is not one of {list(answer_types)}",
-         gxe.ExpectColumnValuesToBeInSet(column="answer_type", value_set=list(answer_types))),
+        (
+            "unique_id",
+            "id is used more than once (within or across splits)",
+            gxe.ExpectColumnValuesToBeUnique(column="id"),
+        ),
+        (
+            "answer_type_allowed",
+            f"answer_type is not one of {list(answer_types)}",
+            gxe.ExpectColumnValuesToBeInSet(column="answer_type", value_set=list(answer_types)),
+        ),
     ]
     out += [(name, detail, gxe.ExpectColumnValuesToBeInSet(column=name, value_set=[True])) for name, detail in boolean]
     return out
@@ -236,8 +264,16 @@ def _run_ge(df, checks: list[Check]) -> None:
         idx = res.result.get("unexpected_index_list") or []
         rows = [df.loc[i, "row"] if not isinstance(i, dict) else str(i) for i in idx]
         files = sorted({df.loc[i, "file"] for i in idx if not isinstance(i, dict)})
-        checks.append(Check(name, bool(res.success), detail if not res.success else "ok",
-                            ", ".join(files) or None, rows, int(res.result.get("unexpected_count") or 0)))
+        checks.append(
+            Check(
+                name,
+                bool(res.success),
+                detail if not res.success else "ok",
+                ", ".join(files) or None,
+                rows,
+                int(res.result.get("unexpected_count") or 0),
+            )
+        )
 
 
 def _match(res, named, by_config):
@@ -262,13 +298,24 @@ def _balance(df, cfg: ValidateConfig, checks: list[Check]) -> None:
         fair = 1.0 / k
         shares = counts / len(part)
         off = shares[(shares < fair * (1 - tol)) | (shares > fair * (1 + tol))]
-        detail = (f"question-type shares {', '.join(f'{q}={s:.2f}' for q, s in shares.items())}; each must be within "
-                  f"{fair * (1 - tol):.2f}..{fair * (1 + tol):.2f}")
-        checks.append(Check(f"question_type_balance_{split}", off.empty, detail, str(part["file"].iloc[0]),
-                            [f"question_type={q}" for q in off.index]))
+        detail = (
+            f"question-type shares {', '.join(f'{q}={s:.2f}' for q, s in shares.items())}; each must be within "
+            f"{fair * (1 - tol):.2f}..{fair * (1 + tol):.2f}"
+        )
+        checks.append(
+            Check(
+                f"question_type_balance_{split}",
+                off.empty,
+                detail,
+                str(part["file"].iloc[0]),
+                [f"question_type={q}" for q in off.index],
+            )
+        )
 
 
 def validate_task(task_folder: Path, task: str, cfg: ValidateConfig) -> ValidationResult:
+    """Run every rule on a task folder: bad data becomes failed checks, never an exception. Row rules run only once both
+    split files load."""
     folder = Path(task_folder)
     checks: list[Check] = []
     meta_path = folder / "meta.json"
@@ -288,13 +335,21 @@ def validate_task(task_folder: Path, task: str, cfg: ValidateConfig) -> Validati
 
 
 def write_reports(result: ValidationResult, report_dir: Path) -> tuple[Path, Path]:
+    """<task>.json (every offending row) and <task>.md (a table, at most 100 rows per rule) in `report_dir`; returns
+    both paths."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     js = report_dir / f"{result.task}.json"
     md = report_dir / f"{result.task}.md"
     js.write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    lines = [f"# Validation of `{result.task}`: {'PASSED' if result.passed else 'FAILED'}", "",
-             f"Folder: `{result.folder}`", "", "| rule | result | offending rows | detail |", "|---|---|---|---|"]
+    lines = [
+        f"# Validation of `{result.task}`: {'PASSED' if result.passed else 'FAILED'}",
+        "",
+        f"Folder: `{result.folder}`",
+        "",
+        "| rule | result | offending rows | detail |",
+        "|---|---|---|---|",
+    ]
     for c in result.checks:
         lines.append(f"| {c.rule} | {'pass' if c.passed else '**FAIL**'} | {len(c.rows) or ''} | {c.detail} |")
     for c in result.failures():

@@ -42,6 +42,8 @@ def encode(
     answer: str | None = None,
     prefix: str | None = None,
 ) -> Encoded:
+    """Tokenize one prompt (the processor expands the image) and, with `answer`, append it; prompt tokens are labelled
+    -100 so only the answer is learned."""
     processor = prompting.processor
     text = prompting.prompt(question, has_image=image is not None, prefix=prefix)
     kwargs = {"text": [text], "return_tensors": "pt"}
@@ -79,6 +81,8 @@ def encode_records(
 
 
 def collate(items: Iterable[Encoded], pad_id: int) -> dict[str, Any]:
+    """Left-pad items to the longest (labels with -100) and concatenate tensor extras such as pixel_values; text-only
+    items add no extras."""
     import torch
 
     items = list(items)

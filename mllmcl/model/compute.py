@@ -18,6 +18,8 @@ def free_cores() -> int:
 
 
 def resolve_threads(threads: int | str) -> int:
+    """`compute.threads` as a number: 'auto' is the cores idle right now (free_cores), anything else is taken as
+    given."""
     return free_cores() if threads == "auto" else int(threads)
 
 

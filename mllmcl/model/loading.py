@@ -78,5 +78,7 @@ def lora_target_regex(modules: list[str], scope: str = "language_model") -> str:
 
 
 def read_base_ref(base_path: str) -> dict:
+    """The base stage's base.json in `base_path` (which model, how it was made); a folder without one is described by
+    its own path."""
     ref = Path(base_path) / BASE_REF
     return json.loads(ref.read_text()) if ref.exists() else {"name_or_path": base_path}

@@ -97,6 +97,8 @@ def build_tiny_llava(cfg: TinyConfig, tokenizer):
 
 
 def build_processor(tokenizer, image_size: int, patch_size: int):
+    """A LlavaProcessor for the tiny base: CLIP-style resize and centre crop to `image_size`, the embedded
+    USER:/ASSISTANT: chat template, `<image>` as image token."""
     from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -118,6 +120,8 @@ def build_processor(tokenizer, image_size: int, patch_size: int):
 
 
 def save_base(model, processor, out_dir: Path) -> None:
+    """Weights (safetensors only) and processor files into `out_dir`; not atomic, so the caller writes to a temporary
+    folder first."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -40,6 +40,7 @@ def training_fields(cfg: TrainingConfig) -> dict:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch from one integer (NumPy takes it modulo 2**32)."""
     import numpy as np
     import torch
 

@@ -37,6 +37,7 @@ def candidate_files(params: Params, paths: ProjectPaths) -> dict[str, Path]:
 
 
 def read_eval(path: Path) -> dict:
+    """metrics/eval.json as a dict; a missing or malformed file is a DataError that points at the evaluate stage."""
     if not Path(path).is_file():
         raise DataError(f"{path}: no evaluation result (run the evaluate stage first)")
     try:

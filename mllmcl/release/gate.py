@@ -16,6 +16,9 @@ from mllmcl.continual import metrics
 
 @dataclass
 class Check:
+    """One named gate check: pass or fail, the value measured against its threshold (rounded to 4 places; None when not
+    numeric), and a sentence for the report."""
+
     name: str
     passed: bool
     value: float | None

@@ -10,6 +10,7 @@ import yaml
 
 
 def git_commit(root: Path) -> str | None:
+    """HEAD of the repository at `root`, or None when it is no git checkout or git is missing."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -18,6 +19,7 @@ def git_commit(root: Path) -> str | None:
 
 
 def git_dirty(root: Path) -> bool | None:
+    """Whether tracked files differ from HEAD (untracked files do not count); None when git cannot tell."""
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],

@@ -33,6 +33,8 @@ def require_promotable(gate: dict | None, *, force: bool, reason: str, what: str
 
 
 def report_files(paths: ProjectPaths) -> dict[str, Path]:
+    """The gate's metrics and reports that exist, keyed by their path inside a registry version (they are published with
+    the model)."""
     candidates = {
         "metrics/eval.json": paths.eval_json,
         "metrics/gate.json": paths.gate_json,
@@ -51,6 +53,8 @@ def _load(path: Path) -> dict | None:
 def build_manifest(
     params: Params, paths: ProjectPaths, *, forced: bool = False, reason: str = "", approved_by: str | None = None
 ) -> dict:
+    """A version's manifest: tasks, base, params, git and dvc.lock lineage, eval and gate results, and whether (and why)
+    the promotion was forced or approved."""
     return {
         "tasks": list(params.tasks),
         "base": {"build": params.base.build, "name_or_path": params.base.name_or_path},

@@ -33,6 +33,7 @@ class PromotionConflict(RegistryError):
 
 
 def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -55,6 +56,9 @@ def _now() -> str:
 
 @dataclass
 class Registry:
+    """Versions and aliases of one model in a store: a version is immutable once its manifest is written, an alias
+    changes only by a conditional write."""
+
     store: Store
     model: str = "mllmcl"
 

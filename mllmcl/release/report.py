@@ -61,6 +61,8 @@ def _bars(eval_json: dict, production: dict | None, order: list[str]) -> str:
 
 
 def confusion_figure(eval_json: dict, order: list[str]) -> str | None:
+    """Heatmap of where the router sent each task's requests (right-expert cells below 0.95 framed), or None when
+    eval.json has no confusion."""
     conf = eval_json.get("router_confusion")
     if not conf:
         return None
@@ -109,6 +111,7 @@ def coverage_note(gate: dict) -> str:
 
 
 def render_markdown(gate: dict, eval_json: dict, lineage: dict | None = None) -> str:
+    """reports/gate.md: the decision, failed checks, every check, per-task accuracy, CL metrics and lineage."""
     m = gate.get("metrics", {})
     lines = [
         f"# Promotion gate: **{gate['decision'].upper()}**",
@@ -155,6 +158,8 @@ def _fmt(v) -> str:
 
 
 def render_html(gate: dict, eval_json: dict, production: dict | None, lineage: dict | None = None) -> str:
+    """reports/gate.html: decision banner, why it fails, checks, figures and lineage in one self-contained page (plots
+    inlined, text escaped)."""
     ok = gate["decision"] == "pass"
     colour = "#1e7d32" if ok else "#b3261e"
     m = gate.get("metrics", {})

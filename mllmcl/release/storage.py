@@ -20,6 +20,9 @@ class StoreError(StorageError):
 
 
 class Store(Protocol):
+    """What the registry needs of a backend: whole-object put/get/list/delete, and `write_if`, which returns False
+    (never raises) when the object's tag is no longer `expected_tag` (None: create only)."""
+
     uri: str
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
@@ -101,6 +104,9 @@ class LocalStore:
 
 
 class S3Store:
+    """Objects under s3://bucket/prefix on AWS or any S3-compatible endpoint; tags are ETags, and every botocore failure
+    becomes a StoreError naming the key."""
+
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None):
         import boto3
         from botocore.config import Config
@@ -196,6 +202,7 @@ class S3Store:
 def open_store(
     uri: str, *, root: Path = Path("."), endpoint_url: str | None = None, region: str | None = None
 ) -> Store:
+    """An S3Store for s3://bucket[/prefix], otherwise a LocalStore folder (a relative path is under `root`)."""
     if uri.startswith("s3://"):
         bucket, _, prefix = uri[5:].partition("/")
         if not bucket:
@@ -206,4 +213,5 @@ def open_store(
 
 
 def new_token() -> str:
+    """A random 8-hex-character token (uuid4): unique enough for temporary names, not a secret."""
     return uuid.uuid4().hex[:8]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mllmcl.data.records import write_records
 from mllmcl.config import ValidateConfig
+from mllmcl.data.records import write_records
 from mllmcl.data.validation import validate_task, write_reports
 
 CFG = ValidateConfig(min_rows={"train": 4, "test": 2}, question_type_balance_tolerance=0.6)

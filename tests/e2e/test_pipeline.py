@@ -32,7 +32,7 @@ def test_full_run_produces_every_artifact(project):
     checks = {c["name"]: c for c in gate["checks"]}
     assert gate["decision"] == ("pass" if all(c["passed"] for c in checks.values()) else "fail")
     params = yaml.safe_load((root / "params.yaml").read_text())["gate"]
-    assert checks["task:rs"]["threshold"] == params["min_task_accuracy"] > 0  # the shipped, real thresholds
+    assert checks["task:rs"]["threshold"] == params["min_task_accuracy"] > 0  # a real, non-zero threshold
     assert checks["router_accuracy"]["threshold"] == params["min_router_accuracy"] > 0
     assert (root / "reports/gate.html").exists() and (root / "reports/validation/rs.json").exists()
     assert "lineage" not in gate and (root / "reports/gate_lineage.json").exists()  # metrics/ holds metrics only
@@ -64,15 +64,37 @@ def test_params_are_declared_per_key(project):
     before = _edit_params(root, lambda p: p["router"].update(steps=p["router"]["steps"] + 1))
     try:
         assert _stale(root) == {"train_router"}  # evaluate and gate follow through models/router
-        ran = pp.ran_stages(pp.dvc(root, "repro", "--dry").stdout)
+        ran = pp.ran_stages(pp.dvc(root, "repro").stdout)
         assert ran == ["train_router", "evaluate", "gate"], ran
     finally:
         (root / "params.yaml").write_text(before)
+        pp.dvc(root, "repro")  # back to the first candidate (DVC's run-cache restores it)
     before = _edit_params(root, lambda p: p["compute"].update(threads=2))
     try:
         assert _stale(root) == set()
     finally:
         (root / "params.yaml").write_text(before)
+
+
+def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
+    """`mllmcl gate` re-judges the candidate (exit 0 pass / 1 fail, as gate.json says), `mllmcl run` on a finished
+    project reproduces nothing and reports the decision, `mllmcl benchmark` writes its JSON and figure."""
+    from mllmcl.cli.main import main
+
+    root = project["root"]
+    code = main(["gate", "--root", str(root)])
+    gate = json.loads((root / "metrics/gate.json").read_text())
+    assert code == (0 if gate["decision"] == "pass" else 1)
+    out = capsys.readouterr().out
+    assert f"decision: {gate['decision'].upper()}" in out and "router_accuracy" in out
+    assert main(["run", "--root", str(root), "--no-promote"]) == code
+    assert f"gate: {gate['decision'].upper()} for candidate {gate['candidate']}" in capsys.readouterr().out
+    out_stem = root / "reports/benchmark/test"
+    assert main(["benchmark", "--root", str(root), "--steps", "5", "--out", str(out_stem)]) == 0
+    result = json.loads(out_stem.with_suffix(".json").read_text())
+    assert set(result["methods"]) == {"zero_shot_base", "oracle_experts", "mr_lora", "lora_ft"}
+    assert result["methods"]["lora_ft"]["matrix"][0][1] is None  # stage 1 knows only the first task
+    assert out_stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_planted_regression_fails_the_gate_on_a_real_threshold(project):

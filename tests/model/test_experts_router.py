@@ -37,7 +37,6 @@ def _hashes(folder: Path) -> dict[str, str]:
 def trained(toy_root):
     """Experts for both toy tasks and a router, trained once for this module (long enough to learn: the toy
     base is random, so 150 steps at 3e-3 take colour from 0.0 to ~0.7 and the router to ~1.0)."""
-    from mllmcl.continual.experts import train_expert
     from mllmcl.continual.router import train_router
 
     params = toy.params(expert={"steps": 150, "lr": 3e-3}, router={"steps": 150, "lr": 3e-3})
@@ -175,7 +174,7 @@ def test_a_differently_sized_base_works_through_name_or_path(toy_root, tmp_path)
         _train(paths, task, params)
     train_router(list(toy.TASKS), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router)
     with safe_open(str(paths.expert("colour") / "adapter_model.safetensors"), framework="pt") as f:
-        widths = {f.get_slice(k).get_shape()[-1] for k in f.keys() if "lora_A" in k and "q_proj" in k}
+        widths = {f.get_slice(k).get_shape()[-1] for k in f.keys() if "lora_A" in k and "q_proj" in k}  # noqa: SIM118
     assert widths == {96}  # the expert was trained on the swapped base, not the project's own
     model = RoutedModel(str(other), paths.experts, paths.router)
     assert model.model.base_model.model.config.text_config.hidden_size == 96

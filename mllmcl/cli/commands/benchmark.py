@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl benchmark`; it trains LoRA-FT on every task itself, so a run takes about as long as training the
+    experts did."""
     p = sub.add_parser(
         "benchmark",
         parents=[common],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl drift`; exit 1 means drift was found, not that the command failed."""
     p = sub.add_parser(
         "drift",
         parents=[common],

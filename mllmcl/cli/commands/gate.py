@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl gate`; exit 1 means the gate failed, not that the command did."""
     p = sub.add_parser(
         "gate",
         parents=[common],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl params show|check`; a bare `mllmcl params` prints its help."""
     p = sub.add_parser("params", help="show or check params.yaml (typed, with each field's description)")
     ps = p.add_subparsers(dest="params_command", metavar="ACTION")
     show = ps.add_parser("show", parents=[common], help="print the effective configuration, defaults filled in")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl predict`: one request (--question) or a JSONL batch (--input), with the workspace's model or a
+    registry version."""
     p = sub.add_parser(
         "predict",
         parents=[common],

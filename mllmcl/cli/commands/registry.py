@@ -6,6 +6,7 @@ import json
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl registry list|show|promote|rollback`; a bare `mllmcl registry` prints its help."""
     p = sub.add_parser("registry", help="list, inspect, promote and roll back model versions")
     rs = p.add_subparsers(dest="registry_command", metavar="ACTION")
     ls = rs.add_parser(

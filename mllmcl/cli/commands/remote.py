@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl remote setup|push|pull`; S3 credentials come from the AWS chain, never from options or params."""
     p = sub.add_parser(
         "remote",
         parents=[common],

@@ -12,6 +12,7 @@ from mllmcl.paths import ProjectPaths
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl run` (what `make run` does): exit 1 when the gate fails, dvc's own status when a stage fails."""
     p = sub.add_parser(
         "run",
         parents=[common],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def register(sub, common) -> None:
+    """Add `mllmcl task add`; a bare `mllmcl task` prints its help."""
     p = sub.add_parser("task", help="manage the ordered list of tasks")
     tsub = p.add_subparsers(dest="task_command", metavar="ACTION")
     add = tsub.add_parser(

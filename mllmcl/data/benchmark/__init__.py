@@ -25,7 +25,9 @@ MAX_RETRIES = 50
 
 
 def _rng(seed: int, name: str, split: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode()), zlib.crc32(split.encode())]))
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), zlib.crc32(name.encode()), zlib.crc32(split.encode())])
+    )
 
 
 def _png_bytes(image) -> bytes:
@@ -36,8 +38,16 @@ def _png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def generate_task(name: str, out_dir: Path, *, train_size: int, test_size: int, seed: int, image_size: int = 64,
-                  progress: bool = False) -> dict:
+def generate_task(
+    name: str,
+    out_dir: Path,
+    *,
+    train_size: int,
+    test_size: int,
+    seed: int,
+    image_size: int = 64,
+    progress: bool = False,
+) -> dict:
     """Write out_dir/{train,test}.jsonl and out_dir/images/<split>_<index>.png. Question types are assigned
     round-robin (balanced); an item whose image (or, text-only, question) repeats one of the train split is
     redrawn from the same stream, so test never leaks train."""
@@ -71,8 +81,15 @@ def generate_task(name: str, out_dir: Path, *, train_size: int, test_size: int, 
                 image_rel = f"images/{split}_{i:05d}.png"
                 (out_dir / "images").mkdir(parents=True, exist_ok=True)
                 (out_dir / image_rel).write_bytes(data)
-            row = {"id": rid, "image": image_rel, "question": item.question, "answer": item.answer,
-                   "answer_type": item.answer_type, "choices": item.choices, "question_type": item.question_type}
+            row = {
+                "id": rid,
+                "image": image_rel,
+                "question": item.question,
+                "answer": item.answer,
+                "answer_type": item.answer_type,
+                "choices": item.choices,
+                "question_type": item.question_type,
+            }
             if item.render:
                 row["render"] = item.render
             rows.append(row)

@@ -17,8 +17,12 @@ WORDS = ["cat", "dog", "sun", "car", "box", "map", "pen", "cup", "hat", "bus"]
 DIGITS = [str(i) for i in range(10)]
 ACTIONS = {"save": "saves the file", "open": "opens a file", "print": "prints the page", "close": "closes the app"}
 # each action's icon, as on a real toolbar: a shape in a colour, drawn beside its label
-ICONS = {"save": ("square", "blue"), "open": ("triangle", "yellow"), "print": ("square", "black"),
-         "close": ("circle", "red")}
+ICONS = {
+    "save": ("square", "blue"),
+    "open": ("triangle", "yellow"),
+    "print": ("square", "black"),
+    "close": ("circle", "red"),
+}
 
 # train vs test rendering: what an ability-track model must generalise across. Text keeps one (scalable,
 # built-in) typeface so that it stays readable at 64 px, but the test split uses font sizes, ink and paper
@@ -26,14 +30,38 @@ ICONS = {"save": ("square", "blue"), "open": ("triangle", "yellow"), "print": ("
 # and button geometry. (Train in the tiny bitmap font and test in the scalable one, as a first version did,
 # and a small model reads nothing at all: every ability expert scored at chance.)
 RENDER = {
-    "train": {"font_px": (20, 21, 23, 24), "ink": {"black": (15, 15, 15), "navy": (20, 20, 120)},
-              "paper": [(250, 250, 250), (240, 240, 225)], "count_shape": "circle", "count_radius": (4.0, 5.0),
-              "gui": {"theme": "grey", "window": (235, 235, 240), "bar": (60, 90, 160), "button": (200, 205, 215),
-                      "top": 11, "height": 15, "gap": 2}},
-    "test": {"font_px": (22, 25), "ink": {"red": (150, 20, 20), "green": (10, 90, 30)},
-             "paper": [(225, 235, 250), (250, 235, 210)], "count_shape": "square", "count_radius": (3.0, 6.0),
-             "gui": {"theme": "sand", "window": (245, 238, 220), "bar": (200, 120, 40), "button": (225, 215, 185),
-                     "top": 14, "height": 14, "gap": 3}},
+    "train": {
+        "font_px": (20, 21, 23, 24),
+        "ink": {"black": (15, 15, 15), "navy": (20, 20, 120)},
+        "paper": [(250, 250, 250), (240, 240, 225)],
+        "count_shape": "circle",
+        "count_radius": (4.0, 5.0),
+        "gui": {
+            "theme": "grey",
+            "window": (235, 235, 240),
+            "bar": (60, 90, 160),
+            "button": (200, 205, 215),
+            "top": 11,
+            "height": 15,
+            "gap": 2,
+        },
+    },
+    "test": {
+        "font_px": (22, 25),
+        "ink": {"red": (150, 20, 20), "green": (10, 90, 30)},
+        "paper": [(225, 235, 250), (250, 235, 210)],
+        "count_shape": "square",
+        "count_radius": (3.0, 6.0),
+        "gui": {
+            "theme": "sand",
+            "window": (245, 238, 220),
+            "bar": (200, 120, 40),
+            "button": (225, 215, 185),
+            "top": 14,
+            "height": 14,
+            "gap": 3,
+        },
+    },
 }
 
 
@@ -61,6 +89,8 @@ def _text_image(rng, split: str, text: str, scale: float = 1.0):
 
 
 def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Read a rendered word or digit; font size, ink and paper vary, and the test split uses values never seen in
+    training."""
     if qtype == "word":
         word = pick(rng, WORDS)
         img, render = _text_image(rng, split, word.upper())
@@ -73,6 +103,7 @@ def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
 
 
 def math_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Solve a rendered single-digit sum or difference (never negative); the same train/test render shift as OCR."""
     a, b = int(rng.integers(0, 10)), int(rng.integers(0, 10))
     if qtype == "minus" and a < b:
         a, b = b, a
@@ -84,14 +115,20 @@ def math_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> It
 
 
 def count_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Count 1-6 objects on a grid; the test split draws other shapes, sizes and colours than training."""
     r = RENDER[split]
     n = int(rng.integers(1, 7))
     img = canvas(jitter(rng, pick(rng, r["paper"]), 6))
     d = ImageDraw.Draw(img)
     colour = pick(rng, ["red", "blue", "green"] if split == "train" else ["orange", "purple", "black"])
     for col, row in cells(rng, n):
-        shape(d, r["count_shape"], *cell_centre(rng, col, row, 6), float(rng.uniform(*r["count_radius"])),
-              jitter(rng, COLOURS[colour], 10))
+        shape(
+            d,
+            r["count_shape"],
+            *cell_centre(rng, col, row, 6),
+            float(rng.uniform(*r["count_radius"])),
+            jitter(rng, COLOURS[colour], 10),
+        )
     q = template(rng, ["how many objects are there?", "count the objects.", "how many things can you see?"])
     render = {"shape": r["count_shape"], "colour": colour}
     return Item(finish(img, rng, size, 3), q, str(n), "number", [str(i) for i in range(1, 7)], qtype, render)

@@ -57,6 +57,8 @@ def _rs_draw(rng, grid, buildings: int = 0):
 
 
 def rs_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Aerial tiles: is there water, what covers most of the land, how many buildings, what fills a corner; tile layout,
+    colours and noise vary."""
     if qtype == "water":
         has = bool(rng.random() < 0.5)
         grid = _rs_tiles(rng, water=has)
@@ -65,7 +67,9 @@ def rs_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item
     if qtype == "cover":
         major = pick(rng, LAND)
         grid = _rs_tiles(rng, majority=major)
-        q = template(rng, ["what covers most of the image?", "what is the main land cover?", "what covers most of the land?"])
+        q = template(
+            rng, ["what covers most of the image?", "what is the main land cover?", "what covers most of the land?"]
+        )
         return Item(finish(_rs_draw(rng, grid), rng, size), q, major, "word", list(LAND), qtype)
     if qtype == "buildings":
         n = int(rng.integers(0, 5))
@@ -96,8 +100,8 @@ def _med_draw(rng, n_cells: int, abnormal_cell: tuple[int, int] | None):
         d.ellipse([x - 2, y - 1, x + 2, y + 1], fill=jitter(rng, (215, 140, 180), 12))
     spots = cells(rng, n_cells + (1 if abnormal_cell is None else 0))
     if abnormal_cell is not None:
-        spots = [c for c in spots if c != abnormal_cell][:n_cells - 1] + [abnormal_cell]
-    for i, (col, row) in enumerate(spots[:n_cells]):
+        spots = [c for c in spots if c != abnormal_cell][: n_cells - 1] + [abnormal_cell]
+    for col, row in spots[:n_cells]:
         cx, cy = cell_centre(rng, col, row, 6)
         if abnormal_cell is not None and (col, row) == abnormal_cell:
             shape(d, "circle", cx, cy, 7, jitter(rng, (50, 30, 110), 8), outline=(20, 10, 50), width=2)
@@ -108,11 +112,15 @@ def _med_draw(rng, n_cells: int, abnormal_cell: tuple[int, int] | None):
 
 
 def med_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Pathology slides: is a cell abnormal, how many cells, on which side is the abnormal one; cell count, placement
+    and stain vary."""
     if qtype == "abnormal":
         has = bool(rng.random() < 0.5)
         n = int(rng.integers(2, 6))
         ab = cells(rng, 1)[0] if has else None
-        q = template(rng, ["is there an abnormal cell?", "does the tissue show an abnormal cell?", "is any cell abnormal?"])
+        q = template(
+            rng, ["is there an abnormal cell?", "does the tissue show an abnormal cell?", "is any cell abnormal?"]
+        )
         return Item(finish(_med_draw(rng, n, ab), rng, size), q, "yes" if has else "no", "yesno", YESNO, qtype)
     if qtype == "count":
         n = int(rng.integers(1, 6))
@@ -122,7 +130,9 @@ def med_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
     col = int(rng.integers(0, 2)) if side == "left" else int(rng.integers(2, 4))
     n = int(rng.integers(2, 5))
     q = template(rng, ["is the abnormal cell on the left or right?", "where is the abnormal cell, left or right?"])
-    return Item(finish(_med_draw(rng, n, (col, int(rng.integers(0, 4)))), rng, size), q, side, "word", ["left", "right"], qtype)
+    return Item(
+        finish(_med_draw(rng, n, (col, int(rng.integers(0, 4)))), rng, size), q, side, "word", ["left", "right"], qtype
+    )
 
 
 # --- ad: forward road view -----------------------------------------------------------------------------
@@ -146,16 +156,23 @@ def _ad_draw(rng, light: str | None, cars: dict[str, int]):
         w = 7 + depth * 2  # nearer cars are bigger
         cy = 30 + depth * 8
         cx = LANE_X[lane] + rng.uniform(-1.5, 1.5)
-        colour = jitter(rng, pick(rng, [(200, 30, 30), (240, 240, 240), (30, 60, 180), (20, 20, 20), (230, 180, 30)]), 10)
+        colour = jitter(
+            rng, pick(rng, [(200, 30, 30), (240, 240, 240), (30, 60, 180), (20, 20, 20), (230, 180, 30)]), 10
+        )
         d.rectangle([cx - w / 2, cy - w / 2.6, cx + w / 2, cy + w / 2.6], fill=colour, outline=(10, 10, 10))
     return img
 
 
 def ad_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Road views: the traffic light's colour, is a car in our lane, which side lane is free; cars (lane, distance,
+    colour) and the light vary."""
     if qtype == "light":
         light = pick(rng, LIGHTS)
         cars = {lane: int(rng.integers(0, 4)) for lane in LANE_X if rng.random() < 0.4}
-        q = template(rng, ["what colour is the traffic light?", "which colour is the light showing?", "what colour is the signal?"])
+        q = template(
+            rng,
+            ["what colour is the traffic light?", "which colour is the light showing?", "what colour is the signal?"],
+        )
         return Item(finish(_ad_draw(rng, light, cars), rng, size), q, light, "word", list(LIGHTS), qtype)
     if qtype == "ego_car":
         has = bool(rng.random() < 0.5)
@@ -163,7 +180,9 @@ def ad_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item
         if has:
             cars["ego"] = int(rng.integers(0, 4))
         light = pick(rng, [None, *LIGHTS])
-        q = template(rng, ["is there a car in our lane?", "is a car ahead of us in our lane?", "is our lane blocked by a car?"])
+        q = template(
+            rng, ["is there a car in our lane?", "is a car ahead of us in our lane?", "is our lane blocked by a car?"]
+        )
         return Item(finish(_ad_draw(rng, light, cars), rng, size), q, "yes" if has else "no", "yesno", YESNO, qtype)
     free = pick(rng, ["left", "right"])
     busy = "right" if free == "left" else "left"
@@ -171,7 +190,9 @@ def ad_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item
     if rng.random() < 0.5:
         cars["ego"] = int(rng.integers(0, 4))
     q = template(rng, ["which lane is free, left or right?", "is the left or the right lane free?"])
-    return Item(finish(_ad_draw(rng, pick(rng, [None, *LIGHTS]), cars), rng, size), q, free, "word", ["left", "right"], qtype)
+    return Item(
+        finish(_ad_draw(rng, pick(rng, [None, *LIGHTS]), cars), rng, size), q, free, "word", ["left", "right"], qtype
+    )
 
 
 # --- sci: labelled diagrams ----------------------------------------------------------------------------
@@ -200,6 +221,8 @@ def _arrow(d, rng, col, row):
 
 
 def sci_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Diagrams: which shape is largest, how many arrows, what colour is the circle; shapes, colours, placement and
+    distractor arrows vary."""
     img, d = _sci_base(rng)
     if qtype == "largest":
         kinds = list(rng.permutation(SHAPES))
@@ -217,7 +240,14 @@ def sci_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
         for col, row in spots[:n]:
             _arrow(d, rng, col, row)
         col, row = spots[n]
-        shape(d, pick(rng, SHAPES), *cell_centre(rng, col, row, 7), 5, jitter(rng, COLOURS[pick(rng, SCI_COLOURS)]), outline=(0, 0, 0))
+        shape(
+            d,
+            pick(rng, SHAPES),
+            *cell_centre(rng, col, row, 7),
+            5,
+            jitter(rng, COLOURS[pick(rng, SCI_COLOURS)]),
+            outline=(0, 0, 0),
+        )
         q = template(rng, ["how many arrows are there?", "how many arrows does the diagram show?", "count the arrows."])
         return Item(finish(img, rng, size, 3), q, str(n), "number", ["1", "2", "3", "4"], qtype)
     colour = pick(rng, SCI_COLOURS)
@@ -247,6 +277,8 @@ def _axes(rng):
 
 
 def fin_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
+    """Charts: the colour of the highest or lowest bar, or whether a price line goes up or down; bar order and heights,
+    slope and noise vary."""
     img, d = _axes(rng)
     if qtype in ("highest", "lowest"):
         colours = list(rng.permutation(BAR_COLOURS))
@@ -256,8 +288,9 @@ def fin_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
         for i, (c, h) in enumerate(zip(colours, heights)):
             x = 8 + i * 13
             d.rectangle([x, 59 - h, x + 9, 58], fill=jitter(rng, COLOURS[str(c)], 10))
-        q = template(rng, [f"which bar is {qtype}?", f"what colour is the {qtype} bar?",
-                           f"which colour has the {qtype} bar?"])
+        q = template(
+            rng, [f"which bar is {qtype}?", f"what colour is the {qtype} bar?", f"which colour has the {qtype} bar?"]
+        )
         return Item(finish(img, rng, size, 3), q, str(colours[target]), "word", BAR_COLOURS, qtype)
     up = bool(rng.random() < 0.5)
     start, end = (float(rng.uniform(42, 54)), float(rng.uniform(8, 20)))
@@ -272,9 +305,19 @@ def fin_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
 
 
 GENERATORS = [
-    Generator("rs", "domain", "aerial images: land cover, water, buildings", ("water", "cover", "buildings", "corner"), rs_make),
+    Generator(
+        "rs",
+        "domain",
+        "aerial images: land cover, water, buildings",
+        ("water", "cover", "buildings", "corner"),
+        rs_make,
+    ),
     Generator("med", "domain", "pathology slides: stained tissue and cells", ("abnormal", "count", "side"), med_make),
-    Generator("ad", "domain", "driving scenes: road, lanes, cars, traffic lights", ("light", "ego_car", "free_lane"), ad_make),
-    Generator("sci", "domain", "science diagrams: shapes, arrows, labels", ("largest", "arrows", "circle_colour"), sci_make),
+    Generator(
+        "ad", "domain", "driving scenes: road, lanes, cars, traffic lights", ("light", "ego_car", "free_lane"), ad_make
+    ),
+    Generator(
+        "sci", "domain", "science diagrams: shapes, arrows, labels", ("largest", "arrows", "circle_colour"), sci_make
+    ),
     Generator("fin", "domain", "financial charts: bars and price lines", ("highest", "lowest", "trend"), fin_make),
 ]

@@ -22,20 +22,24 @@ COLOURS = {
 
 
 def canvas(colour) -> Image.Image:
+    """A blank 64x64 RGB image: everything is drawn at 64 px and `finish` resizes."""
     return Image.new("RGB", (CANVAS, CANVAS), tuple(int(c) for c in colour))
 
 
 def jitter(rng: np.random.Generator, colour, amount: int = 12) -> tuple[int, int, int]:
+    """`colour` with each channel moved by up to +-amount, clipped to 0..255."""
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
 def noise(img: Image.Image, rng: np.random.Generator, sigma: float = 6.0) -> Image.Image:
+    """Gaussian pixel noise of standard deviation `sigma`, clipped to 0..255."""
     arr = np.asarray(img, dtype=np.float32)
     arr = arr + rng.normal(0.0, sigma, arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
 def shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, fill, outline=None, width: int = 1):
+    """Draw a circle, square or triangle of radius `r` centred on (cx, cy); any other kind is a ValueError."""
     box = [cx - r, cy - r, cx + r, cy + r]
     if kind == "circle":
         draw.ellipse(box, fill=fill, outline=outline, width=width)
@@ -54,11 +58,13 @@ def cells(rng: np.random.Generator, n: int, grid: int = 4) -> list[tuple[int, in
 
 
 def cell_centre(rng: np.random.Generator, col: int, row: int, margin: int) -> tuple[float, float]:
+    """A random point in grid cell (col, row), at least `margin` px inside the cell's edges."""
     lo, hi = margin, CELL - margin
     return (col * CELL + rng.uniform(lo, hi), row * CELL + rng.uniform(lo, hi))
 
 
 def finish(img: Image.Image, rng: np.random.Generator, image_size: int, sigma: float = 5.0) -> Image.Image:
+    """The last step of every image: noise, then a bilinear resize when `image_size` is not the 64-px canvas."""
     img = noise(img, rng, sigma)
     if image_size != CANVAS:
         img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
