@@ -7,12 +7,14 @@ artifacts -> optional human approval -> promote on pass -> dvc push -> summary."
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
+from prefect.states import Failed
 
 from flows import dag, dvc_cli
 from flows.lock import stage_lock
@@ -120,7 +122,14 @@ def continual_stage(
             raise RuntimeError("the DAG finished without metrics/gate.json")
         summary.update(decision=gate["decision"], candidate=gate.get("candidate"), baseline=gate.get("baseline"))
         _publish_gate(project, gate, _read_json(project / "metrics" / "eval.json"))
-        if gate["decision"] == "pass" and promote:
+        if gate["decision"] != "pass":
+            _finish(project, summary, push and remote, logger)
+            failed = ", ".join(c["name"] for c in gate.get("checks", []) if not c["passed"])
+            message = f"gate rejected candidate {gate.get('candidate')}: {failed}"
+            logger.warning(message)
+            # a distinct end state that alerting can match (type FAILED, name "Rejected"), not "Completed"
+            return Failed(name="Rejected", message=message, data=GateRejected(message, summary))
+        if promote:
             approved_by = None
             if require_approval:
                 logger.info("waiting for a reviewer: approve or reject candidate %s", gate.get("candidate"))
@@ -134,11 +143,30 @@ def continual_stage(
                 approved_by = decision.comment or "approved"
             from mllmcl.release.promotion import promote_candidate
 
-            summary["promoted"] = promote_candidate(
-                params, ProjectPaths(project), reason=reason or "continual_stage flow", approved_by=approved_by
+            if push and remote:  # the version's recipe must find its data and models in the remote
+                logger.info("dvc push (before promotion)")
+                dag.push(project)
+            result = promote_candidate(
+                params,
+                ProjectPaths(project),
+                reason=reason or "continual_stage flow",
+                approved_by=approved_by,
+                pushed=dvc_cli.outputs_pushed(project) if remote else None,
             )
-            logger.info("promoted %s to production", summary["promoted"])
+            summary["promoted"] = result.version
+            summary["reproducible"] = {"ok": result.reproducible, "problems": result.problems}
+            logger.info("promoted %s to production", result.version)
+            for problem in result.problems:
+                logger.warning("NOT REPRODUCIBLE from its recipe: %s", problem)
         return _finish(project, summary, push and remote, logger)
+
+
+class GateRejected(Exception):
+    """The flow's result when the gate said no: carries the run's summary for whoever called the flow."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 def _finish(project: Path, summary: dict, push: bool, logger) -> dict:
@@ -155,7 +183,8 @@ def main(args) -> int:
     from mllmcl.entry import load_params
 
     load_params(args)  # bad params stop here in one line, before Prefect logs a traceback of a failed run
-    summary = continual_stage(
+    state = continual_stage(
+        return_state=True,
         root=str(args.root),
         params_file=str(args.params),
         require_approval=args.require_approval,
@@ -164,8 +193,15 @@ def main(args) -> int:
         push=not args.no_push,
         lock_wait_seconds=args.lock_wait,
     )
-    print(json.dumps(summary, indent=2))
-    return 0 if summary.get("decision") == "pass" else 1
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, GateRejected):
+        print(json.dumps(result.summary, indent=2))
+        print(f"{state.name}: {result}", file=sys.stderr)
+        return 1
+    if isinstance(result, BaseException):
+        raise result
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def parser():

@@ -96,3 +96,18 @@ def add(path: Path, root: Path) -> None:
         raise DvcError(f"dvc add {rel} could not run: {e}") from None
     if proc.returncode != 0:
         raise DvcError(f"dvc add {rel} failed: {tail(proc, 5)}")
+
+
+def outputs_pushed(root: Path) -> bool | None:
+    """Whether every output dvc.lock records is in the DVC remote (None: no remote to ask)."""
+    if not has_remote(root):
+        return None
+    proc = dvc(root, "status", "--cloud", "--json")
+    if proc.returncode != 0:
+        return False
+    import json
+
+    try:
+        return not json.loads(proc.stdout.strip() or "{}")
+    except json.JSONDecodeError:
+        return False

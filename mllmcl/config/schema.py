@@ -66,6 +66,9 @@ class ValidateConfig(Section):
     min_image_side: PositiveInt = Field(8, description="smallest image side accepted (imported data), pixels")
     max_image_side: PositiveInt = Field(4096, description="largest image side accepted (imported data), pixels")
     image_modes: list[str] = Field(["RGB"], min_length=1, description="Pillow colour modes accepted")
+    max_question_chars: PositiveInt = Field(
+        1000, description="longest question accepted, characters (the tiny base's context is 512 tokens)"
+    )
 
 
 class VisionConfig(Section):
@@ -213,6 +216,9 @@ class GateConfig(Section):
     max_prior_drop: Probability = Field(0.03, description="most accuracy a prior task may lose vs production")
     min_router_accuracy: Probability = Field(0.95, description="share of requests routed to the right expert")
     max_language_drop: Probability = Field(0.05, description="text-only suite: most base-minus-candidate drop")
+    alpha: float = Field(
+        0.05, gt=0.0, lt=1.0, description="a prior task's drop must also be significant: paired McNemar p < alpha"
+    )
     require_approval: bool = Field(False, description="the Prefect flow pauses for a reviewer")
 
 

@@ -76,7 +76,7 @@ def train_expert(
     test_records = rec_io.read_records(data_dir / "test.jsonl")
 
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
-    prompting = Prompting(processor)
+    prompting = Prompting.for_model(model, processor)
     base_acc, _ = score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
 
     from peft import get_peft_model

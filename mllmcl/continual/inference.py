@@ -56,7 +56,7 @@ class RoutedModel:
         experts = {e.task: Path(experts_dir) / e.task for e in pool if e.task != BASE}
         base, processor = load_base(base_path, trust_remote_code=trust_remote_code)
         self.model = attach_adapters(base, {"router": Path(router_dir), **experts})
-        self.prompting = Prompting(processor)
+        self.prompting = Prompting.for_model(base, processor)
         self.experts = list(experts)
         self.router = Router(
             self.model,
@@ -101,15 +101,26 @@ class RoutedModel:
         ]
 
 
-def load_request(obj: dict, base_dir: Path, line: int | None = None) -> Request:
-    """A JSONL request {"id"?, "image"?, "question"}; image paths are relative to the JSONL's folder."""
+MAX_QUESTION_CHARS = 4000  # a cheap first bound; the exact one is the base's context, checked when encoding
+
+
+def load_request(obj: dict, base_dir: Path, line: int | None = None, *, confine: bool = True) -> Request:
+    """A JSONL request {"id"?, "image"?, "question"}; image paths are relative to the JSONL's folder and, with `confine`,
+    must stay inside it (a batch file cannot make the server read /etc/passwd)."""
     where = f"line {line}: " if line else ""
     question = obj.get("question") if isinstance(obj, dict) else None
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"{where}request needs a non-empty 'question'")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DataError(f"{where}question is {len(question)} characters; at most {MAX_QUESTION_CHARS} are accepted")
     image = None
     if obj.get("image"):
-        image = open_image(Path(base_dir) / obj["image"])
+        if not isinstance(obj["image"], str):
+            raise DataError(f"{where}'image' must be a path string")
+        path = Path(base_dir) / obj["image"]
+        if confine and not path.resolve().is_relative_to(Path(base_dir).resolve()):
+            raise DataError(f"{where}image {obj['image']!r} is outside the requests' folder {base_dir}")
+        image = open_image(path, where=where.rstrip(": "))
     return Request(question=question, image=image, id=str(obj["id"]) if obj.get("id") is not None else None)
 
 

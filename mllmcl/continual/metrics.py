@@ -72,7 +72,19 @@ def summary(a: Matrix) -> dict:
         "forgetting": [r(f) for f in forgetting(a)],
         "stages": len(a),
         "stages_known": stages_known(a),
+        "delta_vs_previous_stage": r(delta_vs_previous_stage(a)),
+        "bwt_tasks": sum(1 for j in range(len(a) - 1) if a[-1][j] is not None and a[j][j] is not None),
     }
+
+
+def delta_vs_previous_stage(a: Matrix) -> float | None:
+    """Mean change on the tasks both of the last two known rows evaluated (what a reviewer sees down a column when
+    BWT is not computable because the just-learned accuracies are not recorded)."""
+    known = [row for row in a if any(v is not None for v in row)]
+    if len(known) < 2:
+        return None
+    prev, last = known[-2], known[-1]
+    return _mean(last[j] - prev[j] for j in range(len(last)) if last[j] is not None and prev[j] is not None)
 
 
 def stages_known(a: Matrix) -> int:

@@ -212,7 +212,7 @@ def train_router(
     cfg = params.router
     pool = build_pool(tasks, tasks_dir)
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
-    prompting = Prompting(processor)
+    prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
     examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
     peft_model = get_peft_model(model, lora_config(cfg))  # "default" adapter: saved flat, named on load

@@ -70,6 +70,7 @@ def add_llava(
             raise UserError(f"{what} {path}: file not found")
     if not Path(images).is_dir():
         raise UserError(f"--images {images}: folder not found")
+    _refuse_links_out(Path(images))
     raw = ProjectPaths(root).raw(name)
     if raw.exists():
         raise UserError(f"{raw} already exists")
@@ -92,6 +93,16 @@ def add_llava(
             raise
     append_task(params_path, name)
     return raw
+
+
+def _refuse_links_out(images: Path) -> None:
+    """A symlink that leads out of --images would make `dvc add` copy its target into the cache and the remote."""
+    root = images.resolve()
+    for path in sorted(images.rglob("*")):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise DataError(
+                f"--images {path}: a symlink to {path.resolve()}, outside {images}; copy the file in instead"
+            )
 
 
 def append_task(params_path: Path, name: str) -> None:

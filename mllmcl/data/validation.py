@@ -178,6 +178,7 @@ def _frame(rows: list[dict], folder: Path, cfg: ValidateConfig, expected_size: i
                 "answer_type": r.get("answer_type"),
                 "question_type": r.get("question_type"),
                 "answer_in_choices": choices is None or r.get("answer") in choices,
+                "question_length_ok": len(str(r.get("question") or "")) <= cfg.max_question_chars,
                 "question_norm": " ".join(str(r.get("question") or "").lower().split()),
                 **facts,
             }
@@ -200,6 +201,7 @@ def _row_expectations(gxe, answer_types) -> list[tuple[str, str, Any]]:
     """(rule name, human detail, expectation) for every row-level rule."""
     boolean = [
         ("answer_in_choices", "answer is outside its closed answer set (choices)"),
+        ("question_length_ok", "question is longer than validate.max_question_chars (the base's context is finite)"),
         ("path_safe", "image path is absolute, contains '..' or resolves outside the task folder (symlink)"),
         ("image_exists", "image file does not exist"),
         ("image_decodes", "image does not decode (truncated or not an image)"),

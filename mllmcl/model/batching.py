@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mllmcl.errors import UserError
+from mllmcl.errors import DataError
 from mllmcl.model.loading import Prompting
 
 
@@ -21,18 +21,35 @@ class Encoded:
     extras: dict[str, Any] = field(default_factory=dict)  # processor tensors besides the text (pixel_values, ...)
 
 
-def open_image(path: Path):
-    """Decode an image as RGB, turning any decoding problem into a clear error that names the file."""
+ANSWER_ROOM = 16  # tokens kept free for the answer
+MAX_IMAGE_SIDE = 4096  # pixels: larger images are refused before they are decoded (memory, decompression bombs)
+
+
+def open_image(path: Path, *, where: str = ""):
+    """Decode an image as RGB, turning any decoding problem into a clear error that names the file (and `where`, e.g.
+    the request's line). The size is checked from the header, before a single pixel is decoded."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    prefix = f"{where}: " if where else ""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if max(w, h) > MAX_IMAGE_SIDE:
+                    raise DataError(
+                        f"{prefix}{path}: image is {w}x{h} pixels; the largest side accepted is {MAX_IMAGE_SIDE}"
+                    )
+                im.load()
+                return im.convert("RGB")
     except FileNotFoundError:
-        raise UserError(f"{path}: image not found") from None
+        raise DataError(f"{prefix}{path}: image not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{prefix}{path}: refused as a decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({e})") from None
+        raise DataError(f"{prefix}{path}: not a readable image ({e})") from None
 
 
 def encode(
@@ -51,6 +68,11 @@ def encode(
         kwargs["images"] = [image]
     out = processor(**kwargs)
     prompt_ids = out["input_ids"][0].tolist()
+    if prompting.max_tokens and len(prompt_ids) + ANSWER_ROOM > prompting.max_tokens:
+        raise DataError(
+            f"the question is {len(prompt_ids)} tokens with its prompt; the base's context holds "
+            f"{prompting.max_tokens} (answer room {ANSWER_ROOM} included): shorten it"
+        )
     extras = {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask")}
     if answer is None:
         return Encoded(prompt_ids, [-100] * len(prompt_ids), extras)
@@ -73,10 +95,14 @@ def encode_records(
 
     out = []
     for rec in tqdm(records, desc="encode", disable=not progress, leave=False):
-        image = open_image(Path(task_folder) / rec["image"]) if rec.get("image") else None
+        where = f"{task_folder}: record {rec.get('id')}"
+        image = open_image(Path(task_folder) / rec["image"], where=where) if rec.get("image") else None
         question = question_fn(rec) if question_fn else rec["question"]
         answer = (answer_fn(rec) if answer_fn else rec["answer"]) if with_answers else None
-        out.append(encode(prompting, question, image, answer))
+        try:
+            out.append(encode(prompting, question, image, answer))
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
     return out
 
 

@@ -53,6 +53,15 @@ class Prompting:
     """How questions become prompts for one processor (the model's own chat template)."""
 
     processor: Any
+    max_tokens: int | None = None  # the base's context: longer prompts are refused, never silently truncated
+
+    @classmethod
+    def for_model(cls, model, processor) -> Prompting:
+        """Prompting with the context length the model's config declares (text config for multimodal models)."""
+        config = getattr(model, "config", None)
+        text = getattr(config, "text_config", None) or config
+        limit = getattr(text, "max_position_embeddings", None)
+        return cls(processor, int(limit) if isinstance(limit, int) and limit > 0 else None)
 
     @property
     def tokenizer(self):

@@ -64,7 +64,7 @@ def build_and_pretrain(
     processor = build_processor(tokenizer, tiny.image_size, tiny.vision.patch_size)
     for name, p in model.named_parameters():
         p.requires_grad = "vision_tower" not in name or tiny.train_vision
-    prompting = Prompting(processor)
+    prompting = Prompting.for_model(model, processor)
     examples = []
     for folder in suites.values():
         examples += encode_records(prompting, rec_io.read_records(folder / "train.jsonl"), folder, with_answers=True)

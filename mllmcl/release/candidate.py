@@ -15,6 +15,7 @@ from mllmcl.release.gate import GateResult, evaluate_gate
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, params_diff
 from mllmcl.release.registry import Registry, candidate_id
 from mllmcl.release.report import confusion_figure, matrix_figure, task_order, write_gate_reports
+from mllmcl.release.stats import paired_test
 
 
 def candidate_files(params: Params, paths: ProjectPaths) -> dict[str, Path]:
@@ -46,6 +47,48 @@ def read_eval(path: Path) -> dict:
         raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
 
 
+PREDICTIONS_IN_VERSION = "reports/predictions/{task}.jsonl"
+EXAMPLES_PER_TASK = 5
+
+
+def _answers(lines: bytes | str | None) -> list[dict]:
+    if not lines:
+        return []
+    text = lines.decode("utf-8", "replace") if isinstance(lines, bytes) else lines
+    out = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a damaged answer file weakens the paired test; it never crashes the gate
+        if isinstance(row, dict) and "id" in row and isinstance(row.get("correct"), bool):
+            out.append(row)
+    return out
+
+
+def paired_evidence(params: Params, paths: ProjectPaths, registry: Registry, production: dict | None):
+    """Per task: the paired test against production's recorded answers (prior tasks), and a few of the candidate's
+    wrong answers, preferring questions production got right."""
+    pairs, examples = {}, {}
+    prod_version = (production or {}).get("version")
+    for task in params.tasks:
+        path = paths.predictions / f"{task}.jsonl"
+        mine = _answers(path.read_text(encoding="utf-8")) if path.is_file() else []
+        theirs = {}
+        if prod_version and task in (production or {}).get("tasks", []):
+            rows = _answers(registry.read_file(prod_version, PREDICTIONS_IN_VERSION.format(task=task)))
+            theirs = {r["id"]: r["correct"] for r in rows}
+            if theirs and mine:
+                pairs[task] = paired_test(theirs, {r["id"]: r["correct"] for r in mine})
+        wrong = [r for r in mine if not r["correct"]]
+        wrong.sort(key=lambda r: not theirs.get(r["id"], False))  # lost answers first
+        examples[task] = [
+            {k: r.get(k) for k in ("id", "question", "answer", "prediction", "expert")}
+            for r in wrong[:EXAMPLES_PER_TASK]
+        ]
+    return pairs, examples
+
+
 def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
     """Judge the workspace's candidate against the registry's production and write every gate output."""
     eval_json = read_eval(paths.eval_json)
@@ -54,6 +97,7 @@ def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
     production = registry.manifest(alias["version"]) if alias else None
     history = registry.list_versions()
     candidate = candidate_id(candidate_files(params, paths))
+    pairs, examples = paired_evidence(params, paths, registry, production)
     gate = evaluate_gate(
         eval_json,
         production,
@@ -63,6 +107,8 @@ def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
         validation_dir=paths.validation_reports,
         dvc_lock=paths.dvc_lock,
         history=history,
+        pairs=pairs,
+        examples=examples,
     )
     lineage = {
         "candidate": candidate,

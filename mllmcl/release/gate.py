@@ -12,6 +12,7 @@ import yaml
 
 from mllmcl.config import GateConfig
 from mllmcl.continual import metrics
+from mllmcl.release.stats import Paired, wilson
 
 
 @dataclass
@@ -24,11 +25,16 @@ class Check:
     value: float | None
     threshold: float | None
     detail: str
+    n: int | None = None  # questions behind `value`
+    interval: list[float] | None = None  # 95% interval of `value` (Wilson)
+    p_value: float | None = None  # paired test against production, for prior tasks
 
     def __post_init__(self) -> None:
         self.passed = bool(self.passed)
         self.value = None if self.value is None else round(float(self.value), 4)
         self.threshold = None if self.threshold is None else round(float(self.threshold), 4)
+        self.interval = None if self.interval is None else [round(float(v), 4) for v in self.interval]
+        self.p_value = None if self.p_value is None else round(float(self.p_value), 6)
 
 
 @dataclass
@@ -40,6 +46,8 @@ class GateResult:
     baseline: str | None
     checks: list[Check]
     metrics: dict = field(default_factory=dict)
+    policy: dict = field(default_factory=dict)  # the thresholds applied, and where they came from
+    examples: dict[str, list[dict]] = field(default_factory=dict)  # a few failing questions per failing task
 
     @property
     def passed(self) -> bool:
@@ -59,6 +67,8 @@ class GateResult:
             data.get("baseline"),
             [Check(**c) for c in data.get("checks", [])],
             data.get("metrics", {}),
+            data.get("policy", {}),
+            data.get("examples", {}),
         )
 
 
@@ -69,7 +79,60 @@ def _number(value) -> float | None:
     return float(value)
 
 
-def _task_checks(tasks: list[str], eval_json: dict, production: dict | None, cfg: GateConfig) -> list[Check]:
+# --- policy ------------------------------------------------------------------------------------------------
+# Which way each threshold is stricter. A candidate may tighten the policy in force; loosening it fails
+# `policy_unchanged` unless promoted on purpose (--force --reason, recorded in the audit log).
+STRICTER_WHEN_HIGHER = {
+    "min_task_accuracy": True,
+    "min_new_task_accuracy": True,
+    "min_router_accuracy": True,
+    "max_prior_drop": False,
+    "max_language_drop": False,
+    "alpha": True,
+}
+
+
+def effective_policy(cfg: GateConfig, production: dict | None) -> tuple[GateConfig, list[str], list[str]]:
+    """The thresholds to apply: per key the stricter of the candidate's params and the policy production was
+    promoted under (its manifest). Returns (policy, loosened keys described, tightened keys described)."""
+    in_force = ((production or {}).get("params") or {}).get("gate") or {}
+    strict, loosened, tightened = {}, [], []
+    for key, higher in STRICTER_WHEN_HIGHER.items():
+        mine, theirs = getattr(cfg, key), _number(in_force.get(key))
+        if theirs is None or theirs == mine:
+            continue
+        if (mine > theirs) == higher:
+            tightened.append(f"{key} {theirs:g} -> {mine:g}")
+        else:
+            loosened.append(f"{key} {theirs:g} -> {mine:g}")
+            strict[key] = theirs
+    return cfg.model_copy(update=strict), loosened, tightened
+
+
+def _policy_check(production: dict | None, loosened: list[str], tightened: list[str]) -> Check:
+    if production is None:
+        detail = "no production yet: this candidate's gate policy becomes the policy in force"
+    elif loosened:
+        detail = (
+            f"params loosen the policy production was promoted under ({'; '.join(loosened)}); the stricter "
+            "values were applied, and only `registry promote --force --reason` can change the policy"
+        )
+    else:
+        detail = "same policy as production" + (f" (tightened: {'; '.join(tightened)})" if tightened else "")
+    return Check("policy_unchanged", not loosened, None, None, detail)
+
+
+# --- tasks --------------------------------------------------------------------------------------------------
+def _accuracy_stats(entry: dict, acc: float) -> dict:
+    n = entry.get("n")
+    if isinstance(n, int) and n > 0:
+        return {"n": n, "interval": list(wilson(round(acc * n), n))}
+    return {}
+
+
+def _task_checks(
+    tasks: list[str], eval_json: dict, production: dict | None, cfg: GateConfig, pairs: dict[str, Paired]
+) -> list[Check]:
     prod_tasks = list(production.get("tasks", [])) if production else []
     prod_eval = (production or {}).get("eval") or {}
     checks = []
@@ -98,6 +161,7 @@ def _task_checks(tasks: list[str], eval_json: dict, production: dict | None, cfg
                 )
             )
             continue
+        stats = _accuracy_stats(entry, acc)
         if production and task in prod_tasks:
             before = _number(((prod_eval.get("tasks") or {}).get(task) or {}).get("accuracy"))
             if before is None:
@@ -111,27 +175,49 @@ def _task_checks(tasks: list[str], eval_json: dict, production: dict | None, cfg
                     )
                 )
                 continue
-            floor = before - cfg.max_prior_drop
-            checks.append(
-                Check(
-                    f"prior_task:{task}",
-                    acc >= floor,
-                    acc,
-                    floor,
-                    f"{task}: {acc:.3f} now vs {before:.3f} in production (allowed drop {cfg.max_prior_drop})",
-                )
-            )
+            checks.append(_prior_check(task, acc, before, cfg, pairs.get(task), stats))
         elif production:
             floor = cfg.min_new_task_accuracy
-            checks.append(Check(f"new_task:{task}", acc >= floor, acc, floor, f"new task {task}: {acc:.3f}"))
+            checks.append(Check(f"new_task:{task}", acc >= floor, acc, floor, f"new task {task}: {acc:.3f}", **stats))
         else:
             floor = cfg.min_task_accuracy
             checks.append(
                 Check(
-                    f"task:{task}", acc >= floor, acc, floor, f"{task}: {acc:.3f} (first candidate: absolute threshold)"
+                    f"task:{task}",
+                    acc >= floor,
+                    acc,
+                    floor,
+                    f"{task}: {acc:.3f} (first candidate: absolute threshold)",
+                    **stats,
                 )
             )
     return checks
+
+
+def _prior_check(task: str, acc: float, before: float, cfg: GateConfig, paired: Paired | None, stats: dict) -> Check:
+    """A prior task fails when it lost more than max_prior_drop AND, where production's answers to the same
+    questions are known, a one-sided paired McNemar test says the loss is real (p < alpha)."""
+    floor = before - cfg.max_prior_drop
+    drop = before - acc
+    head = f"{task}: {acc:.3f} now vs {before:.3f} in production (drop {drop:+.3f}, allowed {cfg.max_prior_drop:g})"
+    if paired is None or paired.n == 0:
+        return Check(
+            f"prior_task:{task}",
+            acc >= floor,
+            acc,
+            floor,
+            head + "; no paired answers from production: threshold rule only",
+            **stats,
+        )
+    significant = paired.p_value < cfg.alpha
+    passed = acc >= floor or not significant
+    why = (
+        f"; paired on {paired.n} questions: {paired.lost} now wrong, {paired.gained} now right, one-sided McNemar "
+        f"p={paired.p_value:.3g} {'<' if significant else '>='} alpha {cfg.alpha:g}"
+    )
+    if acc < floor and not significant:
+        why += " (a drop within noise: passes)"
+    return Check(f"prior_task:{task}", passed, acc, floor, head + why, p_value=paired.p_value, **stats)
 
 
 def _language_check(eval_json: dict, cfg: GateConfig) -> Check:
@@ -200,25 +286,32 @@ def evaluate_gate(
     validation_dir: Path,
     dvc_lock: Path,
     history: list[dict] | None = None,
+    pairs: dict[str, Paired] | None = None,
+    examples: dict[str, list[dict]] | None = None,
 ) -> GateResult:
-    """Judge the candidate of `eval_json` (metrics/eval.json) learned on `tasks` against `production`'s manifest."""
-    checks = _task_checks(tasks, eval_json, production, cfg)
+    """Judge the candidate of `eval_json` (metrics/eval.json) learned on `tasks` against `production`'s manifest.
+    `pairs`: per prior task, the paired comparison of both models' answers to the same questions; `examples`: per
+    task, a few questions the candidate got wrong (shown for the tasks that fail)."""
+    policy, loosened, tightened = effective_policy(cfg, production)
+    checks = [_policy_check(production, loosened, tightened)]
+    checks += _task_checks(tasks, eval_json, production, policy, pairs or {})
     router = _number(eval_json.get("router_accuracy"))
     checks.append(
         Check(
             "router_accuracy",
-            router is not None and router >= cfg.min_router_accuracy,
+            router is not None and router >= policy.min_router_accuracy,
             router,
-            cfg.min_router_accuracy,
+            policy.min_router_accuracy,
             f"requests routed to the right expert: {router:.3f}"
             if router is not None
-            else "no router accuracy in eval.json (the check fails closed)",
+            else "no numeric router accuracy in eval.json (the check fails closed)",
         )
     )
-    checks.append(_language_check(eval_json, cfg))
+    checks.append(_language_check(eval_json, policy))
     checks.append(_validation_check(tasks, validation_dir))
     checks.append(_dvc_state_check(dvc_lock, tasks))
     mtasks, matrix = metrics.accuracy_matrix(history or [], {"tasks": tasks, "eval": eval_json})
+    failing = {c.name.split(":", 1)[1] for c in checks if not c.passed and ":" in c.name}
     return GateResult(
         decision="pass" if all(c.passed for c in checks) else "fail",
         candidate=candidate,
@@ -231,4 +324,13 @@ def evaluate_gate(
             "language": eval_json.get("language") or {},
             "mean_accuracy": eval_json.get("mean_accuracy"),
         },
+        policy={
+            "applied": {k: getattr(policy, k) for k in STRICTER_WHEN_HIGHER},
+            "source": "production's manifest where stricter, else params.yaml" if production else "params.yaml",
+            "loosened": loosened,
+            "tightened": tightened,
+            "prior_task_rule": "fail when drop > max_prior_drop and the paired one-sided McNemar p < alpha "
+            "(threshold rule alone when production's answers are not recorded)",
+        },
+        examples={t: v for t, v in (examples or {}).items() if t in failing},
     )

@@ -56,3 +56,37 @@ def params_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(name)
     return out
+
+
+RECIPE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "data/raw")
+
+
+def reproducibility_problems(root: Path, *, pushed: bool | None) -> list[str]:
+    """Why `git checkout <commit> && dvc pull && dvc repro` would NOT rebuild this workspace's candidate (empty when
+    it would): no commit, a recipe file missing from or changed since the commit, or outputs not on the remote.
+    `pushed` is the orchestration's answer to "is every output in the DVC remote?" (None: not checked)."""
+    problems = []
+    commit = git_commit(root)
+    if commit is None:
+        return ["not a git checkout with a commit: the recipe has no commit to start from"]
+    if not (Path(root) / "dvc.lock").is_file():
+        problems.append("no dvc.lock: nothing records the data and model hashes")
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *RECIPE_FILES],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        changed = sorted({line[3:].strip() for line in out.stdout.splitlines() if line.strip()})
+    except (OSError, subprocess.SubprocessError):
+        changed = ["(git status failed)"]
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" (+{len(changed) - 5} more)" if len(changed) > 5 else "")
+        problems.append(f"not committed at {commit[:12]}: {shown}")
+    if pushed is False:
+        problems.append("data or models are not in the DVC remote (run `mllmcl remote push`)")
+    elif pushed is None:
+        problems.append("not checked that data and models are in the DVC remote")
+    return problems

@@ -5,13 +5,14 @@ flow, so every promotion records the same facts and obeys the same rule (`requir
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
 from mllmcl.release.candidate import candidate_files
-from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty
+from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, reproducibility_problems
 from mllmcl.release.registry import Registry, candidate_id
 
 
@@ -43,7 +44,11 @@ def report_files(paths: ProjectPaths) -> dict[str, Path]:
         "reports/experts.json": paths.experts_report,
         "reports/gate_lineage.json": paths.gate_lineage,
     }
-    return {name: p for name, p in candidates.items() if p.exists()}
+    found = {name: p for name, p in candidates.items() if p.exists()}
+    if paths.predictions.is_dir():  # every answer, so that the next gate can pair its answers with these
+        for p in sorted(paths.predictions.glob("*.jsonl")):
+            found[f"reports/predictions/{p.name}"] = p
+    return found
 
 
 def _load(path: Path) -> dict | None:
@@ -51,7 +56,13 @@ def _load(path: Path) -> dict | None:
 
 
 def build_manifest(
-    params: Params, paths: ProjectPaths, *, forced: bool = False, reason: str = "", approved_by: str | None = None
+    params: Params,
+    paths: ProjectPaths,
+    *,
+    forced: bool = False,
+    reason: str = "",
+    approved_by: str | None = None,
+    problems: list[str] | None = None,
 ) -> dict:
     """A version's manifest: tasks, base, params, git and dvc.lock lineage, eval and gate results, and whether (and why)
     the promotion was forced or approved."""
@@ -67,7 +78,23 @@ def build_manifest(
         "forced": forced,
         "reason": reason,
         "approved_by": approved_by,
+        "reproducible": {"ok": not problems, "problems": list(problems or [])},
     }
+
+
+@dataclass
+class Promotion:
+    """What a promotion did: the version now behind the alias, and whether its recipe reproduces it."""
+
+    version: str
+    alias: str
+    published: bool
+    moved: bool
+    problems: list[str]
+
+    @property
+    def reproducible(self) -> bool:
+        return not self.problems
 
 
 def promote_candidate(
@@ -78,8 +105,13 @@ def promote_candidate(
     reason: str = "",
     approved_by: str | None = None,
     alias: str = "production",
-) -> str:
-    """Publish the workspace's candidate (if not yet published) and flip `alias` to it."""
+    pushed: bool | None = None,
+    require_reproducible: bool = False,
+) -> Promotion:
+    """Publish the workspace's candidate (if not yet published) and flip `alias` to it. Refused when the gate failed
+    (unless forced with a reason), when the gate judged another candidate or another production than the one in force
+    now, and, with `require_reproducible`, when the recipe would not rebuild it; otherwise non-reproducibility is
+    recorded in the manifest."""
     gate = _load(paths.gate_json)
     if gate is None:
         raise PromotionRefused(f"{paths.gate_json}: no gate result (run the pipeline first)")
@@ -92,17 +124,27 @@ def promote_candidate(
             "re-run the gate (`dvc repro` or `mllmcl gate`) before promoting"
         )
     registry = Registry.from_params(params, paths.root)
-    known = {m["version"] for m in registry.list_versions()}
-    if version not in known:
+    current = registry.alias(alias)
+    in_force = current["version"] if current else None
+    if current and current["version"] == version:
+        return Promotion(version, alias, published=False, moved=False, problems=[])
+    if gate.get("baseline") != in_force:
+        raise PromotionRefused(
+            f"the gate compared {version} with {gate.get('baseline') or 'no production'}, but {alias} is now "
+            f"{in_force or 'unset'}: re-run the gate (`mllmcl gate`) before promoting"
+        )
+    problems = reproducibility_problems(paths.root, pushed=pushed)
+    if problems and require_reproducible:
+        raise PromotionRefused(f"candidate {version} would not reproduce from its recipe: {'; '.join(problems)}")
+    forced = force and gate["decision"] != "pass"
+    published = version not in {m["version"] for m in registry.list_versions()}
+    if published:
         manifest = build_manifest(
-            params, paths, forced=force and gate["decision"] != "pass", reason=reason, approved_by=approved_by
+            params, paths, forced=forced, reason=reason, approved_by=approved_by, problems=problems
         )
         registry.publish(version, {**files, **report_files(paths)}, manifest)
-    current = registry.alias(alias)
-    if current and current["version"] == version:
-        return version
-    registry.promote(version, alias, reason=reason or f"gate {gate['decision']}", by=approved_by)
-    return version
+    registry.promote(version, alias, reason=reason or f"gate {gate['decision']}", by=approved_by, forced=forced)
+    return Promotion(version, alias, published=published, moved=True, problems=problems)
 
 
 def promote_version(
@@ -111,5 +153,6 @@ def promote_version(
     """Move `alias` to an already published version, under the same rule as a workspace candidate."""
     manifest = registry.manifest(version)
     require_promotable(manifest.get("gate"), force=force, reason=reason, what=f"version {version}")
-    registry.promote(version, alias, reason=reason)
+    forced = force and (manifest.get("gate") or {}).get("decision") != "pass"
+    registry.promote(version, alias, reason=reason, forced=forced)
     return version

@@ -13,15 +13,19 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.errors import StorageError
+from mllmcl.release.audit import AuditLog
 from mllmcl.release.storage import Store, StoreError, open_store
 
 MANIFEST = "manifest.json"
+VERSION_ID = re.compile(r"v-[0-9a-f]{12}")  # what candidate_id makes: a content address, never a path
+ALIAS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class RegistryError(StorageError):
@@ -71,10 +75,19 @@ class Registry:
 
     # --- keys ---------------------------------------------------------------------------------------------
     def _vkey(self, version: str, rel: str = "") -> str:
+        if not VERSION_ID.fullmatch(version):
+            raise RegistryError(f"{version!r} is not a version id (v- and 12 hex digits, as `registry list` shows)")
         return f"{self.model}/versions/{version}/{rel}".rstrip("/")
 
     def _akey(self, alias: str) -> str:
+        if not ALIAS_NAME.fullmatch(alias):
+            raise RegistryError(f"{alias!r} is not an alias name (1-32 lowercase letters, digits, '_' or '-')")
         return f"{self.model}/aliases/{alias}.json"
+
+    @property
+    def audit(self) -> AuditLog:
+        """The append-only log of alias moves (mllmcl.release.audit)."""
+        return AuditLog(self.store, self.model)
 
     # --- versions ----------------------------------------------------------------------------------------
     def publish(self, version: str, files: dict[str, Path], manifest: dict) -> dict:
@@ -95,26 +108,45 @@ class Registry:
         return manifest
 
     def manifest(self, version: str) -> dict:
+        """A complete version's manifest; an unknown, incomplete or unreadable one is a RegistryError naming it."""
+        key = self._vkey(version, MANIFEST)
         try:
-            return json.loads(self.store.get_bytes(self._vkey(version, MANIFEST)))
+            data = self.store.get_bytes(key)
         except StoreError:
             raise RegistryError(f"no complete version '{version}' in {self.store.uri}") from None
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RegistryError(f"{self.store.uri}/{key}: manifest is not valid JSON ({e})") from None
+
+    def read_file(self, version: str, rel: str) -> bytes | None:
+        """One file of a version as stored (None when the version has no such file)."""
+        try:
+            return self.store.get_bytes(self._vkey(version, rel))
+        except StoreError:
+            return None
 
     def list_versions(self) -> list[dict]:
         """Complete versions (manifest present), oldest first."""
         keys = self.store.list(f"{self.model}/versions/")
         versions = sorted({k.split("/")[2] for k in keys if k.endswith("/" + MANIFEST)})
+        versions = [v for v in versions if VERSION_ID.fullmatch(v)]
         out = [self.manifest(v) for v in versions]
         return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
 
     # --- aliases -----------------------------------------------------------------------------------------
     def alias(self, alias: str = "production") -> dict | None:
-        data, _ = self.store.read_with_tag(self._akey(alias))
-        return json.loads(data) if data else None
+        """The alias document, or None when the alias was never set."""
+        key = self._akey(alias)
+        data, _ = self.store.read_with_tag(key)
+        try:
+            return json.loads(data) if data else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RegistryError(f"{self.store.uri}/{key}: alias is not valid JSON ({e})") from None
 
     def resolve(self, ref: str) -> str:
         """An alias name or a version id -> a complete version id."""
-        doc = self.alias(ref)
+        doc = self.alias(ref) if ALIAS_NAME.fullmatch(ref) else None
         version = doc["version"] if doc else ref
         self.manifest(version)  # raises when incomplete or unknown
         return version
@@ -127,8 +159,12 @@ class Registry:
             raise PromotionConflict(f"alias '{alias}' changed while promoting (another promotion won); nothing changed")
         return doc
 
-    def promote(self, version: str, alias: str = "production", *, reason: str = "", by: str | None = None) -> dict:
-        self.manifest(version)  # only complete versions
+    def promote(
+        self, version: str, alias: str = "production", *, reason: str = "", by: str | None = None, forced: bool = False
+    ) -> dict:
+        """Point `alias` at a complete version (one conditional write), then record the move in the audit log."""
+        manifest = self.manifest(version)  # only complete versions
+        before = self.alias(alias)
 
         def make(current):
             history = (current.get("history", []) + [current["version"]]) if current else []
@@ -142,9 +178,22 @@ class Registry:
                 "action": "promote",
             }
 
-        return self._flip(alias, make)
+        doc = self._flip(alias, make)
+        self.audit.append(
+            "force-promote" if forced else "promote",
+            alias,
+            from_version=(before or {}).get("version"),
+            to_version=version,
+            reason=reason,
+            forced=forced,
+            by=by,
+            gate_decision=(manifest.get("gate") or {}).get("decision"),
+        )
+        return doc
 
     def rollback(self, alias: str = "production", *, reason: str = "", by: str | None = None) -> dict:
+        """Point `alias` back at the version it held before, and record the move in the audit log."""
+
         def make(current):
             if not current or not current.get("history"):
                 raise RegistryError(f"alias '{alias}' has no earlier version to roll back to")
@@ -159,7 +208,11 @@ class Registry:
                 "rolled_back_from": current["version"],
             }
 
-        return self._flip(alias, make)
+        doc = self._flip(alias, make)
+        self.audit.append(
+            "rollback", alias, from_version=doc["rolled_back_from"], to_version=doc["version"], reason=reason, by=by
+        )
+        return doc
 
     # --- loading -----------------------------------------------------------------------------------------
     def materialize(self, ref: str, dest: Path) -> Path:

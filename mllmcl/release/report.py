@@ -15,7 +15,12 @@ def task_order(gate: dict, eval_json: dict) -> list[str]:
     return [t for t in learned if t in eval_json["tasks"]] + [t for t in eval_json["tasks"] if t not in learned]
 
 
-def _bars(eval_json: dict, production: dict | None, order: list[str]) -> str:
+def _failed_tasks(gate: dict) -> set[str]:
+    """Tasks whose own check failed: the only ones a report paints red."""
+    return {c["name"].split(":", 1)[1] for c in gate.get("checks", []) if not c["passed"] and ":" in c["name"]}
+
+
+def _bars(eval_json: dict, production: dict | None, order: list[str], failed: set[str] = frozenset()) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,8 +46,8 @@ def _bars(eval_json: dict, production: dict | None, order: list[str]) -> str:
         color="#7aa6d8",
     )
     bars = ax.bar([i + w for i in x], cand, w, label="candidate", color="#e08a2c")
-    for bar, c, p in zip(bars, cand, prod):
-        worse = p is not None and c < p - 1e-9
+    for bar, c, task in zip(bars, cand, tasks):
+        worse = task in failed  # red means "this task's check failed", never just "a little below production"
         ax.text(
             bar.get_x() + w / 2,
             c + 0.02,
@@ -119,15 +124,22 @@ def render_markdown(gate: dict, eval_json: dict, lineage: dict | None = None) ->
         f"Candidate `{gate['candidate']}` vs production `{gate.get('baseline') or 'none (first candidate)'}`.",
         "",
     ]
+    banner = policy_banner(gate)
+    if banner:
+        lines += [f"> **{banner}**", ""]
     failed = [c for c in gate["checks"] if not c["passed"]]
     if failed:
         lines += ["Failed checks:", ""] + [f"- **{c['name']}**: {c['detail']}" for c in failed] + [""]
-    lines += ["| check | result | value | threshold | detail |", "|---|---|---|---|---|"]
+    lines += ["| check | result | value | threshold | statistics | detail |", "|---|---|---|---|---|---|"]
     for c in gate["checks"]:
         lines.append(
             f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {_fmt(c['value'])} | "
-            f"{_fmt(c['threshold'])} | {c['detail']} |"
+            f"{_fmt(c['threshold'])} | {_stats(c)} | {c['detail']} |"
         )
+    rule = (gate.get("policy") or {}).get("prior_task_rule")
+    if rule:
+        lines += ["", f"Prior-task rule: {rule}."]
+    lines += _examples_md(gate)
     lines += ["", "| task | accuracy | router accuracy | n |", "|---|---|---|---|"]
     for t in task_order(gate, eval_json):
         v = eval_json["tasks"][t]
@@ -140,7 +152,7 @@ def render_markdown(gate: dict, eval_json: dict, lineage: dict | None = None) ->
     lines += [
         "",
         f"Continual-learning metrics: MFT {_fmt(m.get('MFT'))}, MFN {_fmt(m.get('MFN'))}, "
-        f"MAA {_fmt(m.get('MAA'))}, BWT {_fmt(m.get('BWT'))}. {coverage_note(gate)}".rstrip(),
+        f"MAA {_fmt(m.get('MAA'))}, BWT {bwt_text(m)}. {coverage_note(gate)}".rstrip(),
     ]
     lineage = lineage or {}
     if lineage:
@@ -157,6 +169,61 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _stats(c: dict) -> str:
+    """n, 95% interval and paired p-value of a check, where it has them."""
+    parts = []
+    if c.get("n"):
+        parts.append(f"n={c['n']}")
+    if c.get("interval"):
+        lo, hi = c["interval"]
+        parts.append(f"95% CI {lo:.3f}-{hi:.3f}")
+    if c.get("p_value") is not None:
+        parts.append(f"paired p={c['p_value']:.3g}")
+    return ", ".join(parts)
+
+
+def bwt_text(m: dict) -> str:
+    """BWT as a number only when the matrix has the just-learned accuracy it needs; otherwise say why not, and give
+    the change vs the previous stage that the matrix does show."""
+    delta = m.get("delta_vs_previous_stage")
+    since = f"change vs the previous stage {delta:+.3f}" if delta is not None else ""
+    earlier = max(0, (m.get("stages") or 0) - 1)
+    if m.get("BWT") is None:
+        return "n/a (no task's just-learned accuracy is recorded" + (f"; {since})" if since else ")")
+    covered = m.get("bwt_tasks", earlier)
+    if covered < earlier:
+        return f"{m['BWT']:+.3f} (over {covered} of {earlier} earlier tasks" + (f"; {since})" if since else ")")
+    return f"{m['BWT']:+.3f}"
+
+
+def policy_banner(gate: dict) -> str:
+    """A loosened policy is the first thing a reviewer reads."""
+    loosened = (gate.get("policy") or {}).get("loosened") or []
+    if not loosened:
+        return ""
+    return (
+        "POLICY LOOSENED by the candidate's params (" + "; ".join(loosened) + "): production's stricter values were "
+        "applied; changing the policy takes `mllmcl registry promote --force --reason`, recorded in the audit log."
+    )
+
+
+def _examples_md(gate: dict) -> list[str]:
+    lines = []
+    for task, rows in (gate.get("examples") or {}).items():
+        if rows:
+            lines += [
+                "",
+                f"Failing examples for `{task}`:",
+                "",
+                "| id | question | expected | answered | expert |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['id']} | {r['question']} | {r['answer']} | {r['prediction']} | {r['expert']} |" for r in rows
+            ]
+    return lines
+
+
 def render_html(gate: dict, eval_json: dict, production: dict | None, lineage: dict | None = None) -> str:
     """reports/gate.html: decision banner, why it fails, checks, figures and lineage in one self-contained page (plots
     inlined, text escaped)."""
@@ -167,7 +234,7 @@ def render_html(gate: dict, eval_json: dict, production: dict | None, lineage: d
     rows = "".join(
         f"<tr class='{'ok' if c['passed'] else 'bad'}'><td>{html.escape(c['name'])}</td>"
         f"<td class='res'>{'pass' if c['passed'] else 'FAIL'}</td><td>{_fmt(c['value'])}</td><td>{_fmt(c['threshold'])}</td>"
-        f"<td>{html.escape(c['detail'])}</td></tr>"
+        f"<td>{html.escape(_stats(c))}</td><td>{html.escape(c['detail'])}</td></tr>"
         for c in gate["checks"]
     )
     why = (
@@ -176,7 +243,29 @@ def render_html(gate: dict, eval_json: dict, production: dict | None, lineage: d
         else "<li>every check passed</li>"
     )
     order = task_order(gate, eval_json)
-    figures = [("Accuracy per task: candidate vs production vs zero-shot base", _bars(eval_json, production, order))]
+    banner = policy_banner(gate)
+    banner_html = f"<p class='banner'>{html.escape(banner)}</p>" if banner else ""
+    examples_html = "".join(
+        f"<h4>Failing examples: {html.escape(task)}</h4><table><tr><th>id</th><th>question</th><th>expected</th>"
+        "<th>answered</th><th>expert</th></tr>"
+        + "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(r.get(k)))}</td>" for k in ("id", "question", "answer", "prediction", "expert")
+            )
+            + "</tr>"
+            for r in rows
+        )
+        + "</table>"
+        for task, rows in (gate.get("examples") or {}).items()
+        if rows
+    )
+    figures = [
+        (
+            "Accuracy per task: candidate vs production vs zero-shot base",
+            _bars(eval_json, production, order, _failed_tasks(gate)),
+        )
+    ]
     matrix = matrix_figure(gate)
     if matrix:
         figures.append(
@@ -216,18 +305,21 @@ def render_html(gate: dict, eval_json: dict, production: dict | None, lineage: d
 .sub{{font-size:15px;font-weight:400;margin-top:4px}} table{{border-collapse:collapse;width:100%;font-size:14px}}
 td,th{{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left}} tr.bad td{{background:#fdecea}}
 tr.ok td.res{{color:#1e7d32}} tr.bad td.res{{color:#b3261e;font-weight:700}} .note{{color:#666;font-size:13px}}
-.metrics span{{display:inline-block;margin-right:18px;font-size:15px}} figure{{margin:18px 0}}
+.metrics span{{display:inline-block;margin-right:18px;font-size:15px}}
+.banner{{background:#fff3cd;border:2px solid #b3261e;padding:10px 14px;font-weight:700}} figure{{margin:18px 0}}
 figcaption{{font-weight:600;margin-bottom:6px}} img{{max-width:100%}} code,pre{{font-size:12px}}</style></head><body>
 <div class="decision">{"PASS: ready to promote" if ok else "FAIL: do not promote"}
 <div class="sub">candidate {html.escape(str(gate["candidate"]))} vs production {html.escape(str(gate.get("baseline") or "none (first candidate)"))}</div></div>
+{banner_html}
 <h3>{"Why it fails" if failed else "Summary"}</h3><ul>{why}</ul>
 <div class="metrics"><span>MFN {_fmt(m.get("MFN"))}</span><span>MFT {_fmt(m.get("MFT"))}</span><span>MAA {_fmt(m.get("MAA"))}</span>
-<span>BWT {_fmt(m.get("BWT"))}</span><span>router {_fmt(eval_json.get("router_accuracy"))}</span>
+<span>BWT {html.escape(bwt_text(m))}</span><span>router {_fmt(eval_json.get("router_accuracy"))}</span>
 <span>language {_fmt(lang.get("accuracy"))} (base {_fmt(lang.get("base_accuracy"))})</span></div>
 <p class="note">MFN: mean accuracy on every task after the last stage; MFT: mean accuracy on each task right after
 learning it; MAA: mean of the per-stage averages; BWT: mean change on earlier tasks since learning them (negative =
 forgetting); language: text-only suite, candidate vs the plain base. {html.escape(coverage_note(gate))}</p>
-<h3>Checks</h3><table><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>{rows}</table>
+<h3>Checks</h3><table><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>statistics</th><th>detail</th></tr>{rows}</table>
+<p class="note">{html.escape((gate.get("policy") or {}).get("prior_task_rule") or "")}</p>{examples_html}
 {figs}<h3>Lineage</h3>{lineage_html}</body></html>"""
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -71,7 +70,9 @@ class LocalStore:
         if not base.exists():
             return []
         return sorted(
-            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-") and not p.name.endswith(".lock")
         )
 
     def delete(self, key: str) -> None:
@@ -85,22 +86,25 @@ class LocalStore:
         return data, hashlib.sha256(data).hexdigest()
 
     def write_if(self, key: str, data: bytes, expected_tag: str | None) -> bool:
+        """Replace `key` only if its tag is still `expected_tag` (None: only if absent). The lock is an OS file lock
+        (flock): it dies with its holder, so a writer killed mid-write never blocks later promotions."""
+        import fcntl
+
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = path.with_name(path.name + ".lock")
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False  # another writer is mid-flip: it wins
-        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another writer is mid-flip: it wins
             _, tag = self.read_with_tag(key)
             if tag != expected_tag:
                 return False
             self.put_bytes(key, data)
             return True
         finally:
-            os.close(fd)
-            lock.unlink(missing_ok=True)
+            os.close(fd)  # releases the flock; the empty lock file may stay, it holds no state
 
 
 class S3Store:
@@ -210,8 +214,3 @@ def open_store(
         return S3Store(bucket, prefix, endpoint_url=endpoint_url, region=region)
     path = Path(uri)
     return LocalStore(path if path.is_absolute() else Path(root) / path)
-
-
-def new_token() -> str:
-    """A random 8-hex-character token (uuid4): unique enough for temporary names, not a secret."""
-    return uuid.uuid4().hex[:8]

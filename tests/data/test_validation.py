@@ -156,7 +156,13 @@ def _too_few_rows(f):
     return "min_rows_test", None
 
 
+def _long_question(f):
+    _edit(f, "train", 5, question=" ".join(["word"] * 5000) + "?")
+    return "question_length_ok", "train-5"
+
+
 BAD = [
+    _long_question,
     _missing_answer,
     _empty_answer,
     _answer_outside_set,

@@ -48,6 +48,30 @@ def test_a_continual_stage_runs_the_dag_and_promotes(project):
     assert _registry(project).resolve("production") == summary["promoted"]
 
 
+def test_a_failed_gate_ends_the_run_rejected_and_promotes_nothing(project):
+    """A planted regression (every request to the plain base) fails the gate: the run ends in a distinct state that
+    alerting can match (type FAILED, name "Rejected"), not "Completed", and production does not move."""
+    import yaml
+
+    from flows.continual_stage import GateRejected, continual_stage
+
+    before = _registry(project).alias("production")
+    text = (project / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    params["router"]["min_confidence"] = 1.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        state = continual_stage(root=str(project), push=False, return_state=True)
+        assert state.is_failed() and state.name == "Rejected", (state.type, state.name)
+        assert "prior_task:rs" in state.message
+        result = state.result(raise_on_failure=False)
+        assert isinstance(result, GateRejected) and result.summary["decision"] == "fail"
+        assert _registry(project).alias("production") == before
+    finally:
+        (project / "params.yaml").write_text(text)
+        pp.dvc(project, "repro")
+
+
 def test_flow_overhead_over_plain_dvc_repro_on_a_cached_pipeline(project, tmp_path):
     from flows.continual_stage import continual_stage
 

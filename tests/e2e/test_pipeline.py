@@ -105,7 +105,13 @@ def test_a_planted_regression_fails_the_gate_on_a_real_threshold(project):
     root = project["root"]
     gate = json.loads((root / "metrics/gate.json").read_text())
     force = [] if gate["decision"] == "pass" else ["--force", "--reason", "e2e baseline"]
-    assert main(["registry", "promote", "--root", str(root), *force]) == 0
+    # a reproducible production: the recipe's files committed, data and models pushed to the remote
+    remote = project["root"].parent / "dvc-remote"
+    _edit_params(root, lambda p: p["storage"].update(dvc_remote=str(remote)))
+    assert main(["remote", "push", "--root", str(root)]) == 0
+    pp.run(["git", "add", "-A"], root)
+    pp.run(["git", "commit", "-qm", "first candidate"], root)
+    assert main(["registry", "promote", "--root", str(root), "--require-reproducible", *force]) == 0
     production = json.loads((root / "metrics/eval.json").read_text())["tasks"]
     before = _edit_params(root, lambda p: p["router"].update(min_confidence=1.0))
     try:
@@ -161,6 +167,29 @@ def test_push_to_s3_wipe_pull_and_nothing_to_reproduce(project, moto_server):
     finally:
         (root / "params.yaml").write_text(params_text)
         pp.dvc(root, "remote", "remove", "storage", check=False)
+
+
+def test_the_production_recipe_reproduces_on_a_fresh_clone(project, tmp_path, capsys):
+    """`registry show` prints `git checkout C && dvc pull && dvc repro`; run on a fresh clone it rebuilds nothing and
+    gives production's evaluation (within 0.5 pt)."""
+    from mllmcl.cli.main import main
+
+    root = project["root"]
+    assert main(["registry", "show", "production", "--root", str(root), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["reproducible"] == {"ok": True, "problems": []}, manifest["reproducible"]
+    assert main(["registry", "show", "production", "--root", str(root)]) == 0
+    recipe = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("reproduce"))
+    assert recipe == f"reproduce git checkout {manifest['git_commit']} && dvc pull && dvc repro"
+    clone = tmp_path / "clone"
+    pp.run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+    pp.run(["git", "checkout", "-q", manifest["git_commit"]], clone)
+    pp.dvc(clone, "pull")
+    out = pp.dvc(clone, "repro")
+    assert pp.ran_stages(out.stdout) == [], out.stdout
+    again = json.loads((clone / "metrics/eval.json").read_text())["tasks"]
+    for task, entry in manifest["eval"]["tasks"].items():
+        assert abs(again[task]["accuracy"] - entry["accuracy"]) <= 0.005
 
 
 def test_adding_a_task_reruns_only_its_stages_and_the_shared_tail(project):

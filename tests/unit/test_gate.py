@@ -110,3 +110,39 @@ def test_report_is_self_contained_and_leads_with_the_decision(env):
     assert "http://" not in page and "https://" not in page
     md = render_markdown(gate, e)
     assert md.startswith("# Promotion gate: **FAIL**") and "prior_task:med" in md
+
+
+def test_report_leads_with_a_loosened_policy_and_shows_statistics_and_examples(env):
+    production = {**PRODUCTION, "params": {"gate": {**CFG.model_dump(), "min_new_task_accuracy": 0.7}}}
+    loose = CFG.model_copy(update={"min_new_task_accuracy": 0.25})
+    e = _eval({"rs": 0.9, "med": 0.85, "ad": 0.5})
+    examples = {
+        "ad": [{"id": "ad-1", "question": "is the light red?", "answer": "yes", "prediction": "no", "expert": "ad"}]
+    }
+    gate = evaluate_gate(
+        e,
+        production,
+        TASKS,
+        loose,
+        candidate="v-cand",
+        validation_dir=env / "validation",
+        dvc_lock=env / "dvc.lock",
+        examples=examples,
+    ).to_json()
+    md = render_markdown(gate, e)
+    assert md.splitlines()[4].startswith("> **POLICY LOOSENED") and "min_new_task_accuracy 0.7 -> 0.25" in md
+    assert "n=100, 95% CI" in md and "| ad-1 | is the light red? | yes | no | ad |" in md
+    page = render_html(gate, e, production)
+    assert page.index("POLICY LOOSENED") < page.index("<table") and "is the light red?" in page
+
+
+def test_bwt_is_never_shown_as_a_number_the_matrix_cannot_support():
+    from mllmcl.continual.metrics import summary
+    from mllmcl.release.report import bwt_text
+
+    # a first run learned rs and med at once (no just-learned row), then a stage added ad: rs went 0.79 -> 0.78
+    m = summary([[None, None, None], [0.79, 0.85, None], [0.78, 0.85, 0.8]])
+    assert bwt_text(m) == "+0.000 (over 1 of 2 earlier tasks; change vs the previous stage -0.005)"
+    m = summary([[None, None, None], [None, None, None], [0.78, 0.85, 0.8]])
+    assert m["BWT"] is None and bwt_text(m) == "n/a (no task's just-learned accuracy is recorded)"
+    assert bwt_text(summary([[0.9, None], [0.8, 0.7]])) == "-0.100"

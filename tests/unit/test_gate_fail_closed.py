@@ -47,7 +47,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def gate(project: Path, eval_json: dict, production: dict | None = None, tasks=TASKS, cfg: GateConfig = CFG):
+def gate(project: Path, eval_json: dict, production: dict | None = None, tasks=TASKS, cfg: GateConfig = CFG, **kw):
     return evaluate_gate(
         eval_json,
         production,
@@ -56,6 +56,7 @@ def gate(project: Path, eval_json: dict, production: dict | None = None, tasks=T
         candidate="v-cand",
         validation_dir=project / "validation",
         dvc_lock=project / "dvc.lock",
+        **kw,
     )
 
 
@@ -80,6 +81,7 @@ def test_a_first_candidate_with_every_input_passes(project):
     assert result.baseline is None
     names = [c.name for c in result.checks]
     assert names == [
+        "policy_unchanged",
         "task:rs",
         "task:med",
         "task:ad",

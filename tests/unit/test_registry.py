@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from mllmcl.release.audit import AuditError
 from mllmcl.release.registry import PromotionConflict, Registry, RegistryError, candidate_id
 from mllmcl.release.storage import LocalStore, S3Store, StoreError
 from tests.conftest import BUCKET
@@ -214,3 +215,114 @@ def test_a_relative_local_registry_works_from_the_project_root(tmp_path, monkeyp
     reg = Registry.from_params(parse_params({"tasks": ["t0"], "registry": {"uri": "registry", "model": "m"}}))
     version = _publish(reg, tmp_path, "a")
     assert [m["version"] for m in reg.list_versions()] == [version]
+
+
+def test_the_audit_log_records_promote_force_and_rollback_in_order_and_detects_tampering(registry, tmp_path):
+    v1 = _publish(registry, tmp_path, "one")
+    v2 = _publish(registry, tmp_path, "two")
+    registry.promote(v1, reason="first")
+    registry.promote(v2, reason="hotfix", forced=True)
+    registry.rollback(reason="bad day")
+    entries = registry.audit.entries()
+    assert [(e["action"], e["from"], e["to"], e["reason"]) for e in entries] == [
+        ("promote", None, v1, "first"),
+        ("force-promote", v1, v2, "hotfix"),
+        ("rollback", v2, v1, "bad day"),
+    ]
+    assert all("@" in e["by"] and e["at"] for e in entries) and entries[1]["forced"] is True
+    assert entries[0]["gate_decision"] == "pass"
+    key = "m/audit/00000002.json"
+    doc = json.loads(registry.store.get_bytes(key))
+    registry.store.put_bytes(key, json.dumps({**doc, "reason": "routine"}).encode())  # someone rewrites history
+    with pytest.raises(AuditError, match="00000002.json: checksum mismatch"):
+        registry.audit.entries()
+    registry.store.put_bytes(key, json.dumps(doc).encode())
+    registry.store.delete("m/audit/00000001.json")
+    with pytest.raises(AuditError, match="an entry was removed or inserted"):
+        registry.audit.entries()
+
+
+@pytest.mark.parametrize(
+    "alias, version",
+    [("../versions/{v2}/manifest", None), ("production", "../versions/{v2}"), ("production", "{v1}/../{v2}")],
+)
+def test_ids_that_are_paths_are_refused_and_touch_nothing(registry, tmp_path, alias, version):
+    v1 = _publish(registry, tmp_path, "one")
+    v2 = _publish(registry, tmp_path, "two")
+    registry.promote(v1)
+    before = {k: registry.store.get_bytes(k) for k in registry.store.list("m/")}
+    with pytest.raises(RegistryError, match="is not an? (alias name|version id)"):
+        registry.promote((version or v1).format(v1=v1, v2=v2), alias.format(v2=v2))
+    assert {k: registry.store.get_bytes(k) for k in registry.store.list("m/")} == before
+    assert [m["version"] for m in registry.list_versions()] == [v1, v2]
+
+
+def test_a_lock_left_by_a_killed_promotion_does_not_block_the_next(tmp_path):
+    """The local store's alias lock is an OS file lock: it dies with a writer killed by SIGKILL."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reg = Registry(LocalStore(tmp_path / "registry"), "m")
+    v1, v2 = _publish(reg, tmp_path, "one"), _publish(reg, tmp_path, "two")
+    reg.promote(v1)
+    lock = tmp_path / "registry/m/aliases/production.json.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import fcntl,os,time; fd=os.open({str(lock)!r}, os.O_CREAT|os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(PromotionConflict):  # while the writer lives, it wins
+        reg.promote(v2)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    time.sleep(0.1)
+    reg.promote(v2)  # the killed writer's lock is gone with it
+    assert reg.resolve("production") == v2
+
+
+def test_an_unreadable_manifest_is_named(registry, tmp_path):
+    v1 = _publish(registry, tmp_path, "one")
+    registry.store.put_bytes(f"m/versions/{v1}/manifest.json", b"{not json")
+    with pytest.raises(RegistryError, match=f"versions/{v1}/manifest.json: manifest is not valid JSON"):
+        registry.list_versions()
+
+
+def test_history_command_lists_and_verifies(tmp_path, capsys):
+    from mllmcl.cli.main import main
+
+    _cli_project(tmp_path, "pass")
+    reg = Registry(LocalStore(tmp_path / "reg"), "m")
+    v1 = _publish(reg, tmp_path, "one")
+    reg.promote(v1, reason="first")
+    assert main(["registry", "history", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"promote       production - -> {v1}" in out and "reason: first" in out and "checksum chain verified" in out
+    (tmp_path / "reg/m/audit/00000001.json").write_text("{}")
+    assert main(["registry", "history", "--root", str(tmp_path)]) == 2
+    assert "00000001.json" in capsys.readouterr().err
+
+
+def test_store_failures_are_one_line_user_errors(moto_server, tmp_path, capsys):
+    """A missing bucket, a version file deleted behind the registry's back: one line naming the object, exit 2."""
+    from mllmcl.cli.main import main
+
+    (tmp_path / "params.yaml").write_text(
+        "tasks: [rs]\nregistry: {uri: 's3://no-such-bucket/x', model: m}\n"
+        f"storage: {{s3: {{endpoint_url: '{moto_server['url']}'}}}}\n"
+    )
+    assert main(["registry", "list", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: s3://no-such-bucket/x/m/") and "NoSuchBucket" in err and "\n" not in err
+    reg = Registry(S3Store(BUCKET, f"gone-{tmp_path.name}", endpoint_url=moto_server["url"]), "m")
+    v = _publish(reg, tmp_path, "one")
+    reg.store.delete(f"m/versions/{v}/experts/t1/adapter_model.safetensors")
+    with pytest.raises(StoreError, match=f"versions/{v}/experts/t1/adapter_model.safetensors"):
+        reg.materialize(v, tmp_path / "cache")

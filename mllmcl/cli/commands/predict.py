@@ -62,7 +62,9 @@ def _predict(args) -> int:
         raise UserError("give either --question (single request) or --input FILE.jsonl (batch)")
     if args.question:
         requests = [
-            load_request({"question": args.question, "image": str(args.image) if args.image else None}, Path("."))
+            load_request(
+                {"question": args.question, "image": str(args.image) if args.image else None}, Path("."), confine=False
+            )
         ]
     else:
         from mllmcl.data.records import read_json_lines

@@ -1,8 +1,9 @@
-"""`mllmcl registry list|show|promote|rollback`: the model registry (local folder or S3)."""
+"""`mllmcl registry list|show|promote|rollback|history`: the model registry (local folder or S3)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub, common) -> None:
@@ -25,7 +26,16 @@ def register(sub, common) -> None:
     pr.add_argument("version", nargs="?", help="an already published version id (default: the gated candidate)")
     pr.add_argument("--alias", default="production")
     pr.add_argument("--force", action="store_true", help="promote although the gate failed (needs --reason)")
-    pr.add_argument("--reason", default="", help="why: recorded in the manifest and the alias")
+    pr.add_argument("--reason", default="", help="why: recorded in the manifest, the alias and the audit log")
+    pr.add_argument(
+        "--require-reproducible",
+        action="store_true",
+        help="refuse a candidate whose commit lacks its dvc.lock/params or whose outputs are not in the DVC remote",
+    )
+    hist = rs.add_parser(
+        "history", parents=[common], help="every promote, rollback and force, oldest first (checksum chain verified)"
+    )
+    hist.set_defaults(handler=_history)
     rb = rs.add_parser("rollback", parents=[common], help="point the alias back at its previous version")
     rb.add_argument("--alias", default="production")
     rb.add_argument("--reason", default="")
@@ -84,22 +94,60 @@ def _show(args) -> int:
     print(f"git       {m.get('git_commit') or 'unknown'}{' (had uncommitted changes)' if m.get('git_dirty') else ''}")
     print(f"dvc.lock  {len(m.get('dvc_lock', {}))} stages recorded")
     commit = m.get("git_commit") or "<commit>"
-    print(f"reproduce git checkout {commit} && dvc pull && dvc repro")
+    repro = m.get("reproducible") or {"ok": False, "problems": ["recorded before reproducibility was checked"]}
+    if repro.get("ok"):
+        print(f"reproduce git checkout {commit} && dvc pull && dvc repro")
+    else:
+        print(f"reproduce NOT REPRODUCIBLE: {'; '.join(repro.get('problems') or ['unknown'])}")
+    if m.get("forced"):
+        print(f"forced    {m.get('reason') or '(no reason recorded)'}")
     return 0
 
 
 def _promote(args) -> int:
+    from flows.dvc_cli import outputs_pushed
     from mllmcl.paths import ProjectPaths
     from mllmcl.release.promotion import promote_candidate, promote_version
 
     params, reg = _open(args)
     if args.version:
         version = promote_version(reg, args.version, alias=args.alias, force=args.force, reason=args.reason)
-    else:
-        version = promote_candidate(
-            params, ProjectPaths(args.root), force=args.force, reason=args.reason, alias=args.alias
+        print(f"{args.alias} -> {version}")
+        return 0
+    result = promote_candidate(
+        params,
+        ProjectPaths(args.root),
+        force=args.force,
+        reason=args.reason,
+        alias=args.alias,
+        pushed=outputs_pushed(args.root),
+        require_reproducible=args.require_reproducible,
+    )
+    print(f"{args.alias} -> {result.version}" + ("" if result.moved else " (already)"))
+    _warn_unreproducible(result.problems)
+    return 0
+
+
+def _warn_unreproducible(problems: list[str]) -> None:
+    if problems:
+        print("WARNING: NOT REPRODUCIBLE from its recipe (recorded in the manifest):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+
+
+def _history(args) -> int:
+    _, reg = _open(args)
+    entries = reg.audit.entries()  # verified: a tampered log is an error naming the entry
+    if not entries:
+        print(f"no promotions recorded in {reg.store.uri}")
+    for e in entries:
+        moved = f"{e['from'] or '-'} -> {e['to']}"
+        print(
+            f"{e['seq']:4d}  {e['at'][:19]}  {e['action']:13s} {e['alias']:10s} {moved:32s} {e['by']}"
+            + (f"  gate={e['gate_decision']}" if e.get("gate_decision") else "")
+            + (f"  reason: {e['reason']}" if e.get("reason") else "")
         )
-    print(f"{args.alias} -> {version}")
+    print(f"{len(entries)} entries, checksum chain verified")
     return 0
 
 
@@ -119,5 +167,11 @@ def promote_first_candidate(args) -> None:
     if reg.alias("production"):
         print("production exists: review reports/gate.html, then `mllmcl registry promote`")
         return
-    version = promote_candidate(params, ProjectPaths(args.root), reason="first passing candidate (make run)")
+    from flows.dvc_cli import outputs_pushed
+
+    result = promote_candidate(
+        params, ProjectPaths(args.root), reason="first passing candidate (make run)", pushed=outputs_pushed(args.root)
+    )
+    version = result.version
+    _warn_unreproducible(result.problems)
     print(f"no production yet: promoted the first passing candidate {version} to production in {reg.store.uri}")

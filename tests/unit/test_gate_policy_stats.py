@@ -1,0 +1,118 @@
+"""A promotion you can trust: the gate policy is production's, not the candidate's; prior tasks are judged with a
+paired test on the same questions (a real drop fails, noise passes); every check carries n and a 95% interval."""
+
+from __future__ import annotations
+
+import pytest
+
+from mllmcl.config import GateConfig
+from mllmcl.release.stats import paired_test, wilson
+from tests.unit.test_gate_fail_closed import check, failed, gate, good_eval, project  # noqa: F401 (fixture)
+
+POLICY = GateConfig().model_dump()
+
+
+def production(accs: dict[str, float], **policy) -> dict:
+    return {
+        "version": "v-prod",
+        "tasks": list(accs),
+        "eval": {"tasks": {t: {"accuracy": a, "n": 200} for t, a in accs.items()}},
+        "params": {"gate": {**POLICY, **policy}},
+    }
+
+
+def test_loosening_a_threshold_fails_policy_unchanged_and_the_stricter_value_applies(project):  # noqa: F811
+    cfg = GateConfig(min_new_task_accuracy=0.25)  # the candidate's params.yaml loosens the floor
+    result = gate(
+        project, good_eval({"rs": 0.90, "med": 0.85, "ad": 0.50}), production({"rs": 0.9, "med": 0.85}), cfg=cfg
+    )
+    assert result.decision == "fail"
+    assert set(failed(result)) == {"policy_unchanged", "new_task:ad"}
+    assert "min_new_task_accuracy 0.7 -> 0.25" in check(result, "policy_unchanged").detail
+    assert check(result, "new_task:ad").threshold == 0.7  # production's policy, not the candidate's
+    assert result.policy["loosened"] == ["min_new_task_accuracy 0.7 -> 0.25"]
+
+
+def test_tightening_the_policy_is_allowed(project):  # noqa: F811
+    cfg = GateConfig(max_prior_drop=0.02, min_router_accuracy=0.97)
+    result = gate(project, good_eval(), production({"rs": 0.9, "med": 0.85}), cfg=cfg)
+    assert result.decision == "pass", [(c.name, c.detail) for c in result.failed()]
+    assert "tightened" in check(result, "policy_unchanged").detail
+    assert check(result, "router_accuracy").threshold == 0.97
+
+
+def _answers(n: int, correct: int) -> dict[str, bool]:
+    return {f"q{i}": i < correct for i in range(n)}
+
+
+def test_a_planted_five_point_drop_on_200_questions_fails_the_paired_test(project):  # noqa: F811
+    prod = _answers(200, 180)  # 0.90
+    cand = dict(prod)
+    for i in range(10):  # ten questions production got right are now wrong: 0.85
+        cand[f"q{i}"] = False
+    paired = paired_test(prod, cand)
+    assert (paired.n, paired.lost, paired.gained) == (200, 10, 0) and paired.p_value < 0.001
+    result = gate(
+        project,
+        good_eval({"rs": 0.85, "med": 0.85, "ad": 0.80}),
+        production({"rs": 0.90, "med": 0.85}),
+        pairs={"rs": paired},
+    )
+    rs = check(result, "prior_task:rs")
+    assert not rs.passed and rs.p_value == pytest.approx(paired.p_value, abs=1e-6)
+    assert "10 now wrong, 0 now right" in rs.detail and "McNemar" in rs.detail
+    assert rs.n == 100 and rs.interval[0] < 0.85 < rs.interval[1]
+
+
+def test_a_rerun_with_identical_answers_passes(project):  # noqa: F811
+    prod = _answers(200, 180)
+    paired = paired_test(prod, dict(prod))
+    assert (paired.lost, paired.gained, paired.p_value) == (0, 0, 1.0)
+    result = gate(
+        project,
+        good_eval({"rs": 0.90, "med": 0.85, "ad": 0.80}),
+        production({"rs": 0.90, "med": 0.85}),
+        pairs={"rs": paired},
+    )
+    assert check(result, "prior_task:rs").passed
+
+
+def test_a_drop_within_noise_passes_but_the_same_drop_without_pairs_fails(project):  # noqa: F811
+    """14 answers lost and 6 gained (net -4 on 100) is p~0.06: not a real drop; without production's answers the gate
+    falls back to the threshold rule alone and refuses it."""
+    prod = _answers(100, 90)
+    cand = dict(prod)
+    for i in range(14):
+        cand[f"q{i}"] = False
+    for i in range(90, 96):
+        cand[f"q{i}"] = True
+    paired = paired_test(prod, cand)
+    assert (paired.lost, paired.gained) == (14, 6) and 0.05 < paired.p_value < 0.1
+    evals = good_eval({"rs": 0.86, "med": 0.85, "ad": 0.80})
+    with_pairs = gate(project, evals, production({"rs": 0.90, "med": 0.85}), pairs={"rs": paired})
+    assert check(with_pairs, "prior_task:rs").passed and "within noise" in check(with_pairs, "prior_task:rs").detail
+    without = gate(project, evals, production({"rs": 0.90, "med": 0.85}))
+    assert not check(without, "prior_task:rs").passed
+    assert "threshold rule only" in check(without, "prior_task:rs").detail
+
+
+def test_wilson_interval_brackets_the_accuracy_and_narrows_with_n():
+    lo, hi = wilson(90, 100)
+    assert lo < 0.9 < hi and hi - lo == pytest.approx(0.116, abs=0.01)
+    lo2, hi2 = wilson(900, 1000)
+    assert hi2 - lo2 < (hi - lo) / 2
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+
+
+def test_failing_examples_are_kept_for_failing_tasks_only(project):  # noqa: F811
+    examples = {
+        "rs": [{"id": "q1", "question": "is there water?", "answer": "yes", "prediction": "no", "expert": "rs"}],
+        "med": [{"id": "m1", "question": "abnormal?", "answer": "no", "prediction": "yes", "expert": "med"}],
+    }
+    result = gate(
+        project,
+        good_eval({"rs": 0.5, "med": 0.85, "ad": 0.80}),
+        production({"rs": 0.9, "med": 0.85}),
+        examples=examples,
+    )
+    assert list(result.examples) == ["rs"]
