@@ -76,8 +76,10 @@ def explain(error: ValidationError) -> list[str]:
     lines: list[str] = []
     seen: set[tuple] = set()
     for err in error.errors(include_url=False):
-        key = tuple(p for p in err["loc"] if not _is_type_tag(str(p)))
-        if key in seen:  # a union reports once per member it tried
+        loc_parts = list(err["loc"])
+        cut = next((i for i, p in enumerate(loc_parts) if _is_type_tag(str(p))), len(loc_parts))
+        key = tuple(loc_parts[:cut])
+        if key in seen:  # a union reports once per member it tried: the first (most specific) one is kept
             continue
         seen.add(key)
         loc = tuple(err["loc"])
@@ -110,7 +112,9 @@ def _path(loc: tuple) -> str:
 
 def _is_type_tag(part: str) -> bool:
     """Union errors add the tried member to the location (`int`, `literal['auto']`)."""
-    return part in {"int", "float", "str", "bool", "none"} or part.startswith(("literal[", "function-", "constrained-"))
+    return part in {"int", "float", "str", "bool", "none"} or part.startswith(
+        ("literal[", "function-", "constrained-", "list[")
+    )
 
 
 def _show(value: Any) -> str:
@@ -163,9 +167,14 @@ def _rule(field: FieldInfo | None, *, item: bool = False) -> str:
         return "valid here"
     annotation = field.annotation
     bounds = _bounds(field.metadata)
-    if item and typing.get_origin(annotation) is list:
-        inner = typing.get_args(annotation)[0]
-        return _describe(inner, _bounds(getattr(inner, "__metadata__", ())))
+    if item:
+        members = (
+            typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+        )
+        for candidate in (annotation, *members):
+            if typing.get_origin(candidate) is list:
+                inner = typing.get_args(candidate)[0]
+                return _describe(inner, _bounds(getattr(inner, "__metadata__", ())))
     return _describe(annotation, bounds)
 
 

@@ -166,16 +166,21 @@ class AdapterConfig(TrainingConfig):
     lora_r: PositiveInt = Field(16, description="LoRA rank")
     lora_alpha: PositiveInt = Field(32, description="LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA input")
-    target_modules: list[ModuleName] = Field(
+    target_modules: list[ModuleName] | Literal["auto"] = Field(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         min_length=1,
-        description="linear layers that get LoRA, matched by name inside language_model_scope",
+        description="linear layers that get LoRA, matched by name inside language_model_scope; auto = every linear "
+        "layer of the language model",
     )
-    language_model_scope: ModuleName = Field(
-        "language_model", description="LoRA only inside modules whose path contains this (never the vision tower)"
+    language_model_scope: ModuleName | Literal["auto"] = Field(
+        "language_model",
+        description="LoRA only inside modules whose path contains this (never the vision tower); auto = the model's "
+        "decoder",
     )
-    modules_to_save: list[ModuleName] = Field(
-        ["multi_modal_projector"], description="modules trained in full and stored with the adapter"
+    modules_to_save: list[ModuleName] | Literal["auto"] = Field(
+        ["multi_modal_projector"],
+        description="modules trained in full and stored with the adapter; auto = the vision-language projector "
+        "(experts) or the output head (router)",
     )
 
 
@@ -190,7 +195,7 @@ class RouterConfig(AdapterConfig):
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     warmup_steps: NonNegativeInt = Field(20, description="linear warm-up steps before the cosine decay")
     checkpoint_every: NonNegativeInt = Field(100, description="steps between resumable checkpoints (0 = none)")
-    modules_to_save: list[ModuleName] = Field(
+    modules_to_save: list[ModuleName] | Literal["auto"] = Field(
         ["lm_head"], description="the letters are new outputs for the base: train the output head too"
     )
     samples_per_task: PositiveInt = Field(100, description="replay samples per learned task")

@@ -45,7 +45,7 @@ def sequential_lora(
     cfg = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
-    shared = get_peft_model(model, lora_config(cfg))
+    shared = get_peft_model(model, lora_config(cfg, model, role="expert"))
     folders = {t: Path(tasks_dir) / t for t in tasks}
     tests = {t: rec_io.read_records(folders[t] / "test.jsonl") for t in tasks}
     matrix: Matrix = []

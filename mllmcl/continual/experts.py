@@ -82,7 +82,9 @@ def train_expert(
     from peft import get_peft_model
 
     examples = encode_records(prompting, train_records, data_dir, with_answers=True)
-    peft_model = get_peft_model(model, lora_config(cfg))
+    adapter = lora_config(cfg, model, role="expert")
+    adapter_fingerprint = adapter.to_dict()
+    peft_model = get_peft_model(model, adapter)
     train_cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
     fingerprint = inputs_fingerprint(
         data_dir / "train.jsonl", Path(base_dir) / "config.json", Path(base_dir) / "base.json"
@@ -97,7 +99,7 @@ def train_expert(
         desc=f"expert {task}",
         stop_after=stop_after,
         progress=progress,
-        fingerprint_extra={"inputs": fingerprint, "lora": lora_config(cfg).to_dict()},
+        fingerprint_extra={"inputs": fingerprint, "lora": adapter_fingerprint},
     )
     train_seconds = time.perf_counter() - t0
     expert_acc, _ = score_records(peft_model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)

@@ -215,7 +215,9 @@ def train_router(
     prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
     examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
-    peft_model = get_peft_model(model, lora_config(cfg))  # "default" adapter: saved flat, named on load
+    peft_model = get_peft_model(
+        model, lora_config(cfg, model, role="router")
+    )  # "default" adapter: saved flat, named on load
     stats = train(
         peft_model,
         examples,

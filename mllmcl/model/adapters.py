@@ -10,23 +10,30 @@ from pathlib import Path
 
 from mllmcl.config import AdapterConfig
 from mllmcl.errors import ModelLoadError
+from mllmcl.model.anatomy import resolve
 from mllmcl.model.loading import lora_target_regex
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def lora_config(cfg: AdapterConfig):
-    """PEFT LoraConfig for one `expert:`/`router:` params section. `modules_to_save` are trained in full and
-    stored in the adapter (the projector for experts; the output head for the router, whose letters the
-    base never produced in pretraining, so LoRA alone barely moves their probabilities)."""
+def lora_config(cfg: AdapterConfig, model=None, *, role: str = "expert"):
+    """PEFT LoraConfig for one `expert:`/`router:` params section, `auto` settings resolved against `model`.
+    `modules_to_save` are trained in full and stored in the adapter (the projector for experts; the output head for
+    the router, whose letters the base never produced in pretraining, so LoRA alone barely moves their
+    probabilities)."""
     from peft import LoraConfig
 
+    targets, scope, save = list(cfg.target_modules), cfg.language_model_scope, cfg.modules_to_save
+    if model is not None:
+        targets, scope, save = resolve(model, cfg.target_modules, cfg.language_model_scope, save, role=role)
+    elif "auto" in (cfg.target_modules, cfg.language_model_scope, cfg.modules_to_save):
+        raise ValueError("lora_config: 'auto' settings need the model to resolve them")
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=lora_target_regex(list(cfg.target_modules), cfg.language_model_scope),
-        modules_to_save=list(cfg.modules_to_save) or None,
+        target_modules=lora_target_regex(targets, scope),
+        modules_to_save=list(save) or None,
         bias="none",
     )
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mllmcl.data.scoring import accuracy, is_correct
-from mllmcl.model.batching import Encoded, collate, encode_records, position_ids
+from mllmcl.model.batching import Encoded, add_positions, collate, encode_records
 
 
 def _batches(items: Sequence, size: int):
@@ -49,8 +49,7 @@ def next_token_probs(model, tokenizer, encoded: Sequence[Encoded], *, batch_size
         for chunk in _batches(list(encoded), batch_size):
             batch = collate(chunk, tokenizer.pad_token_id)
             batch.pop("labels")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            batch["position_ids"] = position_ids(batch["attention_mask"])
+            batch = add_positions(model, {k: v.to(device) for k, v in batch.items()})
             logits = model(**batch).logits[:, -1, :]
             rows.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(rows) if rows else torch.empty(0)

@@ -4,7 +4,7 @@ image-text-to-text model (the embedded tiny base included), never model-specific
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ def load_base(name_or_path: str, *, trust_remote_code: bool = False, dtype: str 
     """Model + processor through the Auto classes only, weights from safetensors only. Anything that stops the
     load becomes one `ModelLoadError` naming the folder and the cause."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
     path = Path(name_or_path)
@@ -32,20 +32,99 @@ def load_base(name_or_path: str, *, trust_remote_code: bool = False, dtype: str 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        processor = load_processor(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForImageTextToText.from_pretrained(
             name_or_path,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
             dtype=getattr(torch, dtype),
         )
-    except (OSError, ValueError, ImportError, KeyError, RuntimeError) as e:
-        # OSError: missing files/hub; ValueError: remote code refused, unknown architecture; ImportError: a
-        # processor dependency (torchvision); RuntimeError/KeyError: corrupt or mismatched safetensors
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        # OSError: missing files or not in the hub cache; ValueError: remote code refused, unknown architecture;
+        # SafetensorError/RuntimeError: corrupt or mismatched weights; ImportError: a missing processor dependency
         cause = " ".join(str(e).split())[:300]
-        raise ModelLoadError(f"cannot load base model '{name_or_path}': {type(e).__name__}: {cause}") from None
+        hint = (
+            " (it needs its own code: set base.trust_remote_code: true if you trust it)"
+            if "trust_remote_code" in cause
+            else ""
+        )
+        raise ModelLoadError(f"cannot load base model '{name_or_path}': {type(e).__name__}: {cause}{hint}") from None
+    if getattr(processor, "chat_template", None) is None:
+        raise ModelLoadError(
+            f"{name_or_path}: the processor has no chat template; add a chat_template.jinja to the model folder "
+            "(the pipeline builds every prompt with the model's own template)"
+        )
     model.eval()
     return model, processor
+
+
+def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
+    """AutoProcessor, or - when it fails for want of torchvision (processors with a video part: Qwen-VL, InternVL,
+    SmolVLM, LLaVA-OneVision) - the same processor class built from AutoTokenizer + AutoImageProcessor (its PIL
+    backend) without the video processor. Images and text work; video is not used by this pipeline."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ImportError, ValueError) as e:
+        message = str(e).lower()
+        if "video" not in message and "torchvision" not in message:
+            raise
+        path = Path(name_or_path)
+        if not path.is_dir():
+            raise
+        return _processor_without_video(path, trust_remote_code)
+
+
+def _processor_without_video(path: Path, trust_remote_code: bool):
+    import inspect
+
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    from transformers.processing_utils import ProcessorMixin
+
+    def read(name: str) -> dict:
+        f = path / name
+        return json.loads(f.read_text()) if f.is_file() else {}
+
+    config = read("processor_config.json")
+    name = (
+        config.get("processor_class")
+        or read("preprocessor_config.json").get("processor_class")
+        or read("tokenizer_config.json").get("processor_class")
+    )
+    cls = getattr(transformers, name or "", None)
+    if cls is None:
+        raise ModelLoadError(f"{path}: its processor needs torchvision, and no processor class is recorded to build it")
+    kwargs: dict = {}
+    for attr in cls.get_attributes():
+        if "tokenizer" in attr:
+            kwargs[attr] = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        elif "image_processor" in attr:
+            kwargs[attr] = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        elif "video" in attr:
+            kwargs[attr] = None
+        else:
+            raise ModelLoadError(f"{path}: {cls.__name__} needs its {attr}, which cannot be built without torchvision")
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs.update({k: v for k, v in config.items() if k in accepted and k not in kwargs and not isinstance(v, dict)})
+    template = path / "chat_template.jinja"
+    if template.is_file():
+        kwargs["chat_template"] = template.read_text()
+    elif read("chat_template.json").get("chat_template"):
+        kwargs["chat_template"] = read("chat_template.json")["chat_template"]
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def lenient(self, argument_name, argument):  # without torchvision the video base class cannot be looked up
+        return None if argument is None and "video" in argument_name else original(self, argument_name, argument)
+
+    ProcessorMixin.check_argument_for_proper_class = lenient
+    try:
+        return cls(**kwargs)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = original
 
 
 @dataclass(frozen=True)
@@ -54,14 +133,38 @@ class Prompting:
 
     processor: Any
     max_tokens: int | None = None  # the base's context: longer prompts are refused, never silently truncated
+    answer_fill: dict = field(default_factory=dict)  # sequence-aligned inputs: their value over answer tokens
 
     @classmethod
     def for_model(cls, model, processor) -> Prompting:
-        """Prompting with the context length the model's config declares (text config for multimodal models)."""
+        """Prompting with the context length the model's config declares (text config for multimodal models) and the
+        values its own generation step gives sequence-aligned inputs for a generated token."""
         config = getattr(model, "config", None)
         text = getattr(config, "text_config", None) or config
         limit = getattr(text, "max_position_embeddings", None)
-        return cls(processor, int(limit) if isinstance(limit, int) and limit > 0 else None)
+        plain = cls(processor, int(limit) if isinstance(limit, int) and limit > 0 else None)
+        return cls(plain.processor, plain.max_tokens, _answer_fill(model, plain._aligned_keys()))
+
+    def _aligned_keys(self) -> set[str]:
+        """Names of the processor's outputs that have the shape of input_ids (probed on a tiny image and on text)."""
+        from PIL import Image
+
+        keys: set[str] = set()
+        for image in (Image.new("RGB", (32, 32)), None):
+            kwargs = {"text": [self.prompt("?", has_image=image is not None)], "return_tensors": "pt"}
+            if image is not None:
+                kwargs["images"] = [image]
+            try:
+                out = self.processor(**kwargs)
+            except Exception:
+                continue
+            ids = out["input_ids"]
+            keys |= {
+                k
+                for k, v in out.items()
+                if k not in ("input_ids", "attention_mask", "labels") and hasattr(v, "shape") and v.shape == ids.shape
+            }
+        return keys
 
     @property
     def tokenizer(self):
@@ -79,6 +182,24 @@ class Prompting:
         tok = self.tokenizer
         ids = tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
         return list(ids) + [tok.eos_token_id]
+
+
+def _answer_fill(model, keys: set[str]) -> dict[str, int]:
+    """Per sequence-aligned input, the value generate() appends for a new token (PaliGemma's token_type_ids: 1, so
+    answer tokens attend causally; Gemma 3 / Qwen-VL: 0), asked of the model's own generation step."""
+    import torch
+
+    fill = {}
+    for key in sorted(keys):
+        kwargs = {key: torch.zeros((1, 1), dtype=torch.long), "attention_mask": torch.ones((1, 1), dtype=torch.long)}
+        try:
+            from transformers.utils import ModelOutput
+
+            kwargs = model._update_model_kwargs_for_generation(ModelOutput(), kwargs, num_new_tokens=1)
+            fill[key] = int(kwargs[key][0, -1])
+        except Exception:
+            fill[key] = 0
+    return fill
 
 
 def lora_target_regex(modules: list[str], scope: str = "language_model") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mllmcl.config import TrainingConfig
 from mllmcl.errors import DataError
-from mllmcl.model.batching import Encoded, collate, position_ids
+from mllmcl.model.batching import Encoded, add_positions, collate
 
 
 @dataclass
@@ -151,8 +151,7 @@ def train(
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
     for step in range(start, cfg.steps):
         batch = collate([examples[i] for i in batches[step]], pad_id)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        batch["position_ids"] = position_ids(batch["attention_mask"])
+        batch = add_positions(model, {k: v.to(accelerator.device) for k, v in batch.items()})
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(**batch).loss
