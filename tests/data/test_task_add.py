@@ -34,6 +34,12 @@ def project(tmp_path):
     return root
 
 
+def add_llava_task(root: Path, name: str, train: Path, test: Path, images: Path, *extra: str) -> int:
+    """`mllmcl task add NAME --train --test --images` on the project at `root`, as a user types it."""
+    args = ["task", "add", name, "--train", str(train), "--test", str(test), "--images", str(images)]
+    return main([*args, *extra, "--root", str(root)])
+
+
 def make_llava_fixture(folder: Path, n_train: int = 12, n_test: int = 6) -> tuple[Path, Path, Path]:
     """Files in MLLM-CL's formats: train {id, image, conversations}, test {question_id, image, text, answer}."""
     images = folder / "imgs"
@@ -72,25 +78,7 @@ def test_llava_files_become_a_validated_dvc_tracked_task(project, tmp_path):
     from mllmcl.data.validation import validate_task
 
     train, test, images = make_llava_fixture(tmp_path / "src")
-    code = main(
-        [
-            "--params",
-            str(project / "params.yaml"),
-            "task",
-            "add",
-            "pets",
-            "--train",
-            str(train),
-            "--test",
-            str(test),
-            "--images",
-            str(images),
-            "--description",
-            "photos of pets",
-            "--root",
-            str(project),
-        ]
-    )
+    code = add_llava_task(project, "pets", train, test, images, "--description", "photos of pets")
     assert code == 0
     assert (project / "data/raw/pets.dvc").exists()  # tracked by DVC, not git
     assert "/pets" in (project / "data/raw/.gitignore").read_text()

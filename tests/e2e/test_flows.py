@@ -134,34 +134,14 @@ def test_two_concurrent_stages_never_overlap(project, monkeypatch):
 
 def test_a_failing_validation_fails_the_flow_without_promotion(project):
     from flows.continual_stage import continual_stage
-    from mllmcl.cli.main import main
-    from tests.data.test_task_add import make_llava_fixture
+    from tests.data.test_task_add import add_llava_task, make_llava_fixture
 
     before = _registry(project).alias("production")
     train, test, images = make_llava_fixture(project.parent / "bad")
     rows = json.loads(train.read_text())
     rows[2]["conversations"][1]["value"] = ""
     train.write_text(json.dumps(rows))
-    assert (
-        main(
-            [
-                "--params",
-                str(project / "params.yaml"),
-                "task",
-                "add",
-                "pets",
-                "--train",
-                str(train),
-                "--test",
-                str(test),
-                "--images",
-                str(images),
-                "--root",
-                str(project),
-            ]
-        )
-        == 0
-    )
+    assert add_llava_task(project, "pets", train, test, images) == 0
     state = continual_stage(root=str(project), push=False, return_state=True)
     assert state.is_failed()
     assert "validate@pets" in str(state.message) or "validate@pets" in repr(state.result(raise_on_failure=False))

@@ -216,8 +216,7 @@ def test_adding_a_task_reruns_only_its_stages_and_the_shared_tail(project):
 
 
 def test_an_invalid_task_stops_at_validation_and_touches_nothing_else(project, tmp_path):
-    from mllmcl.cli.main import main
-    from tests.data.test_task_add import make_llava_fixture
+    from tests.data.test_task_add import add_llava_task, make_llava_fixture
 
     root = project["root"]
     pp.dvc(root, "repro")  # settle the earlier test's state
@@ -227,26 +226,7 @@ def test_an_invalid_task_stops_at_validation_and_touches_nothing_else(project, t
     rows = json.loads(train.read_text())
     rows[3]["image"] = "../../etc/passwd"
     train.write_text(json.dumps(rows))
-    assert (
-        main(
-            [
-                "--params",
-                str(root / "params.yaml"),
-                "task",
-                "add",
-                "pets",
-                "--train",
-                str(train),
-                "--test",
-                str(test),
-                "--images",
-                str(images),
-                "--root",
-                str(root),
-            ]
-        )
-        == 0
-    )
+    assert add_llava_task(root, "pets", train, test, images) == 0
     out = pp.dvc(root, "repro", check=False)
     assert out.returncode != 0
     text = out.stdout + out.stderr
