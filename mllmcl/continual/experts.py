@@ -41,7 +41,7 @@ class ExpertStats:
     @classmethod
     def read(cls, expert_dir: Path) -> ExpertStats:
         data = json.loads((Path(expert_dir) / STATS_FILE).read_text())
-        training = TrainStats(**{k: data[k] for k in TrainStats.__dataclass_fields__})
+        training = TrainStats(**{k: data[k] for k in TrainStats.__dataclass_fields__ if k in data})
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k != "training"}, training=training)
 
 

@@ -29,6 +29,7 @@ class TrainStats:
     final_loss: float
     examples: int
     config: dict
+    threads: int = 0  # torch CPU threads the run used (compute.threads: auto picks the free cores)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -186,6 +187,7 @@ def train(
         final_loss=round(sum(tail) / len(tail), 4),
         examples=len(examples),
         config=training_fields(cfg),
+        threads=torch.get_num_threads(),
     )
 
 
