@@ -1,25 +1,56 @@
 """How many CPU threads torch may use. Oversubscribing a busy machine (more threads than free cores) made a
-training step about ten times slower here, so `auto` takes only the cores that are idle when a stage starts."""
+training step about ten times slower here, so `auto` takes only the cores that other processes leave idle when a
+stage starts."""
 
 from __future__ import annotations
 
 import os
+import time
 
 
-def free_cores() -> int:
-    """Cores this process may use minus the other runnable tasks right now (from /proc/loadavg)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def _own_running_threads() -> int:
+    """This process's threads in state R (torch's OpenMP workers spin after parallel work: they are ours, not load)."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == "R"
+    return max(1, count)
+
+
+def _others_running() -> int | None:
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
-            running = int(f.read().split()[3].split("/")[0]) - 1  # this process is one of them
+            running = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
-        running = 0
-    return max(1, min(cores, cores - max(0, running)))
+        return None
+    return max(0, running - _own_running_threads())
+
+
+def free_cores(samples: int = 5, interval: float = 0.05) -> int:
+    """Cores this process may use minus what other processes keep busy, from a few looks at /proc/loadavg (the least
+    busy look wins: a transient spike, such as DVC hashing, is not load)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    looks = []
+    for i in range(samples):
+        others = _others_running()
+        if others is None:
+            return cores
+        looks.append(others)
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(1, min(cores, cores - min(looks)))
 
 
 def resolve_threads(threads: int | str) -> int:
-    """`compute.threads` as a number: 'auto' is the cores idle right now (free_cores), anything else is taken as
-    given."""
+    """`compute.threads` as a number: `auto` = the free cores now (see `free_cores`)."""
     return free_cores() if threads == "auto" else int(threads)
 
 
