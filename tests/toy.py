@@ -91,7 +91,11 @@ def make_language(folder: Path) -> None:
 
 
 def build_base(out: Path, *, hidden: int = 64, layers: int = 2) -> Path:
+    import torch
+
     from mllmcl.model.tiny import build_processor, build_tiny_llava, save_base, train_tokenizer
+
+    torch.manual_seed(1)  # the same base whatever ran before in the session (a random init is part of the fixture)
 
     words = "what colour is the square left or right red green blue yellow opposite of hot cold up down big small"
     texts = [f"USER: {words}\nASSISTANT: {w}" for w in words.split()] * 5
