@@ -117,11 +117,11 @@ def continual_stage(
             summary["stages"].append(result)
             if result["ran"]:
                 stale = dag.stale_stages(project)  # a stage that ran may leave downstream stale
-        gate = _read_json(project / "metrics" / "gate.json")
+        gate = _read_json(ProjectPaths(project).gate_json)
         if gate is None:
             raise RuntimeError("the DAG finished without metrics/gate.json")
         summary.update(decision=gate["decision"], candidate=gate.get("candidate"), baseline=gate.get("baseline"))
-        _publish_gate(project, gate, _read_json(project / "metrics" / "eval.json"))
+        _publish_gate(project, gate, _read_json(ProjectPaths(project).eval_json))
         if gate["decision"] != "pass":
             _finish(project, summary, push and remote, logger)
             failed = ", ".join(c["name"] for c in gate.get("checks", []) if not c["passed"])

@@ -4,6 +4,7 @@ image-text-to-text model (the embedded tiny base included), never model-specific
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,6 @@ def _processor_without_video(path: Path, trust_remote_code: bool):
 
     import transformers
     from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.processing_utils import ProcessorMixin
 
     def read(name: str) -> dict:
         f = path / name
@@ -115,14 +115,24 @@ def _processor_without_video(path: Path, trust_remote_code: bool):
         kwargs["chat_template"] = template.read_text()
     elif read("chat_template.json").get("chat_template"):
         kwargs["chat_template"] = read("chat_template.json")["chat_template"]
+    with video_processor_optional():
+        return cls(**kwargs)
+
+
+@contextmanager
+def video_processor_optional():
+    """Let a processor whose __init__ takes a video_processor be built with video_processor=None: ProcessorMixin checks
+    every sub-processor's class, and without torchvision the video base class cannot even be looked up."""
+    from transformers.processing_utils import ProcessorMixin
+
     original = ProcessorMixin.check_argument_for_proper_class
 
-    def lenient(self, argument_name, argument):  # without torchvision the video base class cannot be looked up
+    def lenient(self, argument_name, argument):
         return None if argument is None and "video" in argument_name else original(self, argument_name, argument)
 
     ProcessorMixin.check_argument_for_proper_class = lenient
     try:
-        return cls(**kwargs)
+        yield
     finally:
         ProcessorMixin.check_argument_for_proper_class = original
 

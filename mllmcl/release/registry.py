@@ -10,7 +10,6 @@ cannot both win."""
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.errors import StorageError
-from mllmcl.release.audit import AuditLog
+from mllmcl.release.audit import AuditLog, actor
 from mllmcl.release.storage import Store, StoreError, open_store
 
 MANIFEST = "manifest.json"
@@ -174,7 +173,7 @@ class Registry:
                 "history": history,
                 "updated_at": _now(),
                 "reason": reason,
-                "by": by or _user(),
+                "by": by or actor(),
                 "action": "promote",
             }
 
@@ -203,7 +202,7 @@ class Registry:
                 "history": current["history"][:-1],
                 "updated_at": _now(),
                 "reason": reason,
-                "by": by or _user(),
+                "by": by or actor(),
                 "action": "rollback",
                 "rolled_back_from": current["version"],
             }
@@ -232,10 +231,3 @@ class Registry:
                     f"(corrupted object; expected sha256 {meta['sha256'][:12]}...)"
                 )
         return out
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return "unknown"

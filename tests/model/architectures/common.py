@@ -8,7 +8,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from contextlib import contextmanager
 from pathlib import Path
 
 CORPUS = [
@@ -65,26 +64,6 @@ def save(model, processor, out: Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     save_processor(processor, out)
     return out
-
-
-@contextmanager
-def without_video_check():
-    """Let a processor whose __init__ takes a video_processor be built with video_processor=None: ProcessorMixin
-    checks every sub-processor's class, and without torchvision the video base class cannot even be looked up."""
-    from transformers.processing_utils import ProcessorMixin
-
-    orig = ProcessorMixin.check_argument_for_proper_class
-
-    def lenient(self, name, arg):
-        if arg is None and "video" in name:
-            return None
-        return orig(self, name, arg)
-
-    ProcessorMixin.check_argument_for_proper_class = lenient
-    try:
-        yield
-    finally:
-        ProcessorMixin.check_argument_for_proper_class = orig
 
 
 def save_processor(processor, out) -> None:

@@ -6,7 +6,8 @@ max_patches=4 gives up to 4 tiles + a thumbnail. The tokenizer must expose start
 end_image_token (</img>), context_image_token (<IMG_CONTEXT>) and video_token (<video>) as named special tokens.
 No video processor is attached (InternVLVideoProcessor needs torchvision)."""
 
-from tests.model.architectures.common import seed_all, tiny_tokenizer, without_video_check
+from mllmcl.model.loading import video_processor_optional
+from tests.model.architectures.common import seed_all, tiny_tokenizer
 
 NAME = "internvl"
 IMAGE_SIZE, PATCH, DOWNSAMPLE = 32, 8, 0.5
@@ -77,7 +78,7 @@ def build():
     ip = GotOcr2ImageProcessorPil(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, crop_to_patches=True, min_patches=1, max_patches=4
     )
-    with without_video_check():
+    with video_processor_optional():
         processor = InternVLProcessor(
             image_processor=ip, tokenizer=tok, video_processor=None, image_seq_length=SEQ, chat_template=CHAT_TEMPLATE
         )

@@ -5,7 +5,8 @@ hidden_size (merger output) == text hidden_size; the image processor's patch_siz
 temporal_patch_size equal the vision config's; min/max pixels bound the grid (64x64 -> 8x8 patches -> 16 tokens).
 No video processor is attached (Qwen2VLVideoProcessor needs torchvision)."""
 
-from tests.model.architectures.common import seed_all, tiny_tokenizer, without_video_check
+from mllmcl.model.loading import video_processor_optional
+from tests.model.architectures.common import seed_all, tiny_tokenizer
 
 NAME = "qwen2_vl"
 PATCH, MERGE, TEMPORAL = 8, 2, 2
@@ -74,7 +75,7 @@ def build():
         merge_size=MERGE,
         temporal_patch_size=TEMPORAL,
     )
-    with without_video_check():
+    with video_processor_optional():
         processor = Qwen2VLProcessor(
             image_processor=ip, tokenizer=tok, video_processor=None, chat_template=CHAT_TEMPLATE
         )
