@@ -40,7 +40,12 @@ class ProjectPaths:
 
     @property
     def incoming(self) -> Path:
+        """Production batches waiting for the drift monitor: labelled batches in folders, traffic under traffic/."""
         return self.data / "incoming"
+
+    def traffic(self, traffic_dir: str) -> Path:
+        """The serving endpoint's traffic log folder (params `serve.traffic_dir`, relative to the root)."""
+        return self.root / traffic_dir
 
     # --- models -------------------------------------------------------------------------------------------------
     @property

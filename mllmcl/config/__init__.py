@@ -12,6 +12,7 @@ from mllmcl.config.schema import (
     GateConfig,
     Params,
     RouterConfig,
+    ServeConfig,
     TrainingConfig,
     ValidateConfig,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "GateConfig",
     "Params",
     "RouterConfig",
+    "ServeConfig",
     "TrainingConfig",
     "ValidateConfig",
     "describe",

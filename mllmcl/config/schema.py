@@ -204,6 +204,11 @@ class RouterConfig(AdapterConfig):
     eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")
     min_confidence: Probability = Field(0.5, description="below this, or on an illegal letter, the base answers")
     text_only_to_base: bool = Field(False, description="true = never ask the router about text-only requests")
+    novelty_quantile: Probability = Field(
+        0.99,
+        description="open set: an image request farther from every learned task (base embeddings, Mahalanobis) "
+        "than this quantile of held-out known requests goes to the base, flagged unknown; 1 = off",
+    )
 
 
 class EvaluateConfig(Section):
@@ -273,12 +278,39 @@ class ScheduleConfig(Section):
 
 
 class DriftConfig(Section):
-    """Drift of incoming requests against the learned tasks' training data (Evidently)."""
+    """Drift of incoming requests against the learned tasks' training data (Evidently), and the policy that turns a
+    drift report into a decision (nothing, alert/refresh, new task, labelling request)."""
 
     drift_share: Probability = Field(0.5, description="share of drifted feature columns that makes a batch drifted")
     stat_threshold: float = Field(0.05, gt=0.0, lt=1.0, description="p-value below which one column drifted")
     reference_rows: PositiveInt = Field(600, description="training records sampled as the reference")
     seed: NonNegativeInt = Field(0, description="seed of the reference sample")
+    embedding_threshold: Probability = Field(
+        0.65,
+        description="embedding and question-text drift: out-of-fold ROC AUC of a classifier telling the batch from "
+        "the reference, above = drift (0.5 = indistinguishable; 50 requests give a null spread of about 0.05)",
+    )
+    novel_share: Probability = Field(
+        0.3, description="share of a batch flagged unknown (router unsure or novel embedding) that makes it novel data"
+    )
+    min_batch: PositiveInt = Field(20, description="fewest requests the monitor judges at once (fewer wait)")
+    cooldown_minutes: NonNegativeInt = Field(
+        30, description="after a drift event, no new event for the same decision for this long (one stage per burst)"
+    )
+
+
+class ServeConfig(Section):
+    """`mllmcl serve`: the HTTP endpoint that answers with the `production` version and logs traffic."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="bind address; loopback unless told")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
+    max_batch: PositiveInt = Field(16, description="requests answered in one forward pass at most")
+    max_wait_ms: NonNegativeInt = Field(10, description="how long the first request of a batch waits for company")
+    max_image_bytes: PositiveInt = Field(8_000_000, description="largest image upload accepted, bytes")
+    max_question_chars: PositiveInt = Field(2000, description="longest question accepted, characters")
+    reload_seconds: float = Field(5.0, gt=0.0, description="how often the registry's production alias is checked")
+    keep_images: bool = Field(False, description="store request images in the traffic log (privacy: off)")
+    traffic_dir: str = Field("data/incoming/traffic", min_length=1, description="traffic log folder (JSONL per day)")
 
 
 class ComputeConfig(Section):
@@ -307,6 +339,7 @@ class Params(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     model_config = ConfigDict(

@@ -1,6 +1,6 @@
-"""Routed inference: the base loaded once, every expert and the router attached as named adapters;
-each request is routed, then answered by the chosen expert (or the plain base). Adapters are switched
-with `set_adapter`, never reloaded."""
+"""Routed inference: the base loaded once, every expert and the router attached as named adapters, never reloaded.
+A batch is routed in one pass (router adapter), then answered in one more: PEFT's mixed-adapter batches give each
+row its own expert (or the plain base), so a batch costs two passes whatever the mix of experts."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mllmcl.continual.open_set import NoveltyProfile, compact
 from mllmcl.continual.router import BASE, Router, load_pool
 from mllmcl.errors import DataError
-from mllmcl.model.adapters import attach_adapters
+from mllmcl.model.adapters import attach_adapters, mixed_batches
 from mllmcl.model.batching import encode, open_image
+from mllmcl.model.embeddings import question_embeddings
 from mllmcl.model.generation import generate_texts
 from mllmcl.model.loading import Prompting, load_base
 
@@ -29,14 +31,22 @@ class Request:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer to one Request: the expert that gave it ("base" for the plain model), the router's confidence, and the
-    batch's wall time shared out per request (ms)."""
+    """The answer to one Request: the expert that gave it ("base" for the plain model), the router's confidence and
+    open-set verdict (`known`, `novelty`), the base's compact image/question embeddings (what drift monitoring
+    compares), and the batch's wall time shared out per request (ms)."""
 
     id: str | None
     answer: str
     expert: str
     confidence: float
     latency_ms: float
+    known: bool = True
+    novelty: float | None = None
+    image_embedding: list[float] | None = None
+    question_embedding: list[float] | None = None
+
+
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
 class RoutedModel:
@@ -64,6 +74,7 @@ class RoutedModel:
             pool,
             min_confidence=meta["min_confidence"] if min_confidence is None else min_confidence,
             text_only_to_base=meta.get("text_only_to_base", False),
+            open_set=NoveltyProfile.load(Path(router_dir)),
         )
 
     @classmethod
@@ -72,33 +83,100 @@ class RoutedModel:
         model_dir = Path(model_dir)
         return cls(base_path or str(model_dir / "base"), model_dir / "experts", model_dir / "router", **kw)
 
+    def _check_expert(self, expert: str) -> None:
+        if expert != BASE and expert not in self.experts:
+            raise DataError(f"no expert named '{expert}' (have: {', '.join(self.experts)})")
+
     def answer_with(self, expert: str, requests: Sequence[Request], *, batch_size: int = 64) -> list[str]:
         """Answers from one expert (or the base) for every request."""
-        enc = [encode(self.prompting, r.question, r.image) for r in requests]
-        if expert == BASE:
-            with self.model.disable_adapter():
-                return generate_texts(self.model, self.prompting.tokenizer, enc, batch_size=batch_size)
-        if expert not in self.experts:
-            raise DataError(f"no expert named '{expert}' (have: {', '.join(self.experts)})")
-        self.model.set_adapter(expert)
-        return generate_texts(self.model, self.prompting.tokenizer, enc, batch_size=batch_size)
+        self._check_expert(expert)
+        return self.answer_mixed([expert] * len(requests), requests, batch_size=batch_size)
 
-    def predict(self, requests: Sequence[Request], *, batch_size: int = 64) -> list[Prediction]:
+    def answer_mixed(self, experts: Sequence[str], requests: Sequence[Request], *, batch_size: int = 64) -> list[str]:
+        """Each request answered by its own expert ("base": no adapter), in shared forward passes: one for the image
+        requests and one for the text-only ones. PEFT dispatches per row, so an expert's own projector (trained in
+        full, `modules_to_save`) must see exactly one image tensor per row; an architecture that splits an image into
+        several tiles or patches rows falls back to one pass per expert for its image requests."""
+        for expert in set(experts):
+            self._check_expert(expert)
+        enc = [encode(self.prompting, r.question, r.image) for r in requests]
+        names = [BASE_ADAPTER if e == BASE else e for e in experts]
+        answers: list[str] = [""] * len(requests)
+        image_rows = [i for i, e in enumerate(enc) if e.extras]
+        text_rows = [i for i, e in enumerate(enc) if not e.extras]
+        passes = [text_rows]
+        if all(_one_row_per_image(enc[i]) for i in image_rows):
+            passes.append(image_rows)
+        else:
+            by_expert: dict[str, list[int]] = {}
+            for i in image_rows:
+                by_expert.setdefault(names[i], []).append(i)
+            passes.extend(by_expert.values())
+        for rows in passes:
+            if rows:
+                texts = self._answer_rows([enc[i] for i in rows], [names[i] for i in rows], batch_size)
+                for i, text in zip(rows, texts):
+                    answers[i] = text
+        return answers
+
+    def _answer_rows(self, enc, names: list[str], batch_size: int) -> list[str]:
+        tok = self.prompting.tokenizer
+        if len(set(names)) > 1:
+            with mixed_batches(self.model, names):
+                return generate_texts(self.model, tok, enc, batch_size=batch_size, adapter_names=names)
+        if names[0] == BASE_ADAPTER:  # one adapter for all: the plain path, no per-row dispatch
+            with self.model.disable_adapter():
+                return generate_texts(self.model, tok, enc, batch_size=batch_size)
+        self.model.set_adapter(names[0])
+        return generate_texts(self.model, tok, enc, batch_size=batch_size)
+
+    def predict(self, requests: Sequence[Request], *, batch_size: int = 64, mixed: bool = True) -> list[Prediction]:
+        """Route and answer a batch: one routing pass, then one mixed-adapter pass (`mixed=False`: one pass per
+        expert, the older way, kept to measure what mixing buys)."""
         t0 = time.perf_counter()
         routes = self.router.route([(r.image, r.question) for r in requests], batch_size=batch_size)
-        answers: list[str | None] = [None] * len(requests)
-        groups: dict[str, list[int]] = {}
-        for i, route in enumerate(routes):
-            groups.setdefault(route.task, []).append(i)
-        for expert, idx in groups.items():
-            for i, a in zip(idx, self.answer_with(expert, [requests[i] for i in idx], batch_size=batch_size)):
-                answers[i] = a
+        experts = [route.task for route in routes]
+        if mixed:
+            answers = self.answer_mixed(experts, requests, batch_size=batch_size)
+        else:
+            answers = [""] * len(requests)
+            groups: dict[str, list[int]] = {}
+            for i, expert in enumerate(experts):
+                groups.setdefault(expert, []).append(i)
+            for expert, idx in groups.items():
+                for i, a in zip(idx, self.answer_with(expert, [requests[i] for i in idx], batch_size=batch_size)):
+                    answers[i] = a
+        questions = compact(question_embeddings(self.model, self.prompting.tokenizer, [r.question for r in requests]))
         # batched work: the latency reported is the batch's wall time shared out per request
         per_item_ms = (time.perf_counter() - t0) * 1000 / max(1, len(requests))
         return [
-            Prediction(r.id, answers[i] or "", routes[i].task, round(routes[i].confidence, 4), round(per_item_ms, 2))
+            Prediction(
+                r.id,
+                answers[i] or "",
+                routes[i].task,
+                round(routes[i].confidence, 4),
+                round(per_item_ms, 2),
+                known=routes[i].known,
+                novelty=None if routes[i].novelty is None else round(routes[i].novelty, 4),
+                image_embedding=_rounded(routes[i].image_embedding),
+                question_embedding=_rounded(questions[i]),
+            )
             for i, r in enumerate(requests)
         ]
+
+    def predict_grouped(self, requests: Sequence[Request], *, batch_size: int = 64) -> list[Prediction]:
+        """`predict` with one answering pass per expert (for benchmarks against mixed-adapter batches)."""
+        return self.predict(requests, batch_size=batch_size, mixed=False)
+
+
+def _one_row_per_image(item) -> bool:
+    import torch
+
+    return all(not torch.is_tensor(v) or v.shape[0] == 1 for v in item.extras.values())
+
+
+def _rounded(vector) -> list[float] | None:
+    return None if vector is None else [round(float(v), 5) for v in vector]
 
 
 MAX_QUESTION_CHARS = 4000  # a cheap first bound; the exact one is the base's context, checked when encoding

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mllmcl.config import Params, RouterConfig
+from mllmcl.continual.open_set import NoveltyProfile, compact
 from mllmcl.data import records as rec_io
 from mllmcl.errors import DataError, ModelLoadError
 from mllmcl.model.batching import Encoded, collate, encode, open_image
+from mllmcl.model.embeddings import image_token_id, pooled_image_embeddings
 from mllmcl.model.loading import Prompting
 
 POOL_FILE = "pool.json"
@@ -45,6 +47,9 @@ class Route:
     letter: str | None
     confidence: float
     raw: str
+    known: bool = True  # False: open set (novel image, illegal letter, low confidence, or an image sent to base)
+    novelty: float | None = None  # distance to the nearest learned task (image requests with a profile)
+    image_embedding: object = None  # the base's compact image embedding (numpy), None for text-only
 
 
 def task_description(tasks_dir: Path, task: str) -> str:
@@ -93,16 +98,20 @@ class Router:
         min_confidence: float = 0.5,
         text_only_to_base: bool = False,
         adapter: str = "router",
+        open_set: NoveltyProfile | None = None,
     ):
         self.model, self.prompting, self.pool = model, prompting, list(pool)
         self.min_confidence, self.text_only_to_base, self.adapter = min_confidence, text_only_to_base, adapter
         self.by_letter = {e.letter: e.task for e in self.pool}
+        self.open_set = open_set
+        self.image_token = image_token_id(model)
 
     def encode(self, image, question: str) -> Encoded:
         return encode(self.prompting, router_question(self.pool, question), image, prefix=router_pool_text(self.pool))
 
     def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
-        """requests: (PIL image or None, question) pairs."""
+        """requests: (PIL image or None, question) pairs. Each route carries the base's image embedding, read off the
+        same forward pass, and the open-set verdict."""
         import torch
 
         routes: list[Route | None] = [None] * len(requests)
@@ -128,6 +137,7 @@ class Router:
                         max_new_tokens=3,
                         do_sample=False,
                         output_scores=True,
+                        output_hidden_states=True,
                         return_dict_in_generate=True,
                         pad_token_id=tok.pad_token_id,
                         eos_token_id=tok.eos_token_id,
@@ -135,21 +145,41 @@ class Router:
                     width = batch["input_ids"].shape[1]
                     gen = out.sequences[:, width:]
                     probs = [torch.softmax(s.float(), dim=-1) for s in out.scores]
+                    images = pooled_image_embeddings(out.hidden_states[0][0], batch["input_ids"], self.image_token)
+                    novelty = self._novelty(images)
                     for row, i in enumerate(idx):
-                        routes[i] = self._decide(gen[row], probs, row, legal)
+                        routes[i] = self._decide(gen[row], probs, row, legal, images[row], novelty[row])
         return routes  # type: ignore[return-value]
 
-    def _decide(self, tokens, probs, row: int, legal: set[str]) -> Route:
+    def _novelty(self, images: list) -> list[float | None]:
+        import numpy as np
+
+        present = [i for i, e in enumerate(images) if e is not None]
+        scores: list[float | None] = [None] * len(images)
+        if self.open_set is not None and present:
+            dist, _ = self.open_set.distances(compact(np.stack([images[i] for i in present])))
+            for i, d in zip(present, dist):
+                scores[i] = float(d)
+        return scores
+
+    def _decide(self, tokens, probs, row: int, legal: set[str], image=None, novelty: float | None = None) -> Route:
         tok = self.prompting.tokenizer
         raw = tok.decode(tokens, skip_special_tokens=True)
+        emb = compact(image[None, :])[0] if image is not None else None
+        letter, conf = None, 0.0
         for step, token in enumerate(tokens.tolist()):
             letter = _letter_of(tok.decode([token]), legal)
             if letter:
                 conf = float(probs[step][row, token])
-                if conf < self.min_confidence:
-                    return Route(BASE, letter, conf, raw)
-                return Route(self.by_letter[letter], letter, conf, raw)
-        return Route(BASE, None, 0.0, raw)
+                break
+        if letter is None or conf < self.min_confidence:
+            return Route(BASE, letter, conf, raw, known=False, novelty=novelty, image_embedding=emb)
+        if novelty is not None and self.open_set is not None and novelty > self.open_set.threshold:
+            return Route(BASE, letter, conf, raw + " (novel image)", known=False, novelty=novelty, image_embedding=emb)
+        task = self.by_letter[letter]
+        # the base's letter is learned from text-only questions: an image sent there is one the router does not know
+        known = not (task == BASE and image is not None)
+        return Route(task, letter, conf, raw, known=known, novelty=novelty, image_embedding=emb)
 
 
 def router_vocabulary(tasks: Sequence[tuple[str, str]]) -> list[str]:
@@ -236,12 +266,58 @@ def train_router(
         text_only_to_base=cfg.text_only_to_base,
         adapter="default",
     )
+    router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg)
     held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
-    result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir)}
+    result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
     result.update(tasks=list(tasks), samples_per_task=cfg.samples_per_task, base_samples=cfg.base_samples)
     save_adapter(peft_model, out_dir, result, STATS_FILE)
     (Path(out_dir) / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
+    if router.open_set is not None:
+        router.open_set.save(Path(out_dir))
     return result
+
+
+def _image_requests(labelled: list[tuple[str, dict]], tasks_dir: Path) -> list[tuple[str, tuple]]:
+    out = []
+    for label, rec in labelled:
+        if rec.get("image"):
+            out.append((label, (open_image(Path(tasks_dir) / label / rec["image"]), rec["question"])))
+    return out
+
+
+def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
+    """The open-set profile of `tasks`: fitted on the router's replay sample of each task's training images and
+    calibrated on a disjoint sample of training images (the test split stays unseen for evaluation). Returns
+    (profile or None when there are no image tasks, stats for router_stats.json)."""
+    import numpy as np
+
+    fit = replay_set(tasks, tasks_dir, "train", cfg.samples_per_task, cfg.seed)
+    seen = {(t, r.get("id")) for t, r in fit}
+    extra = replay_set(tasks, tasks_dir, "train", 2 * cfg.samples_per_task, cfg.seed + 1)
+    calibration = [(t, r) for t, r in extra if (t, r.get("id")) not in seen][: cfg.samples_per_task * len(tasks)]
+    saved, router.open_set = router.open_set, None
+    try:
+        fit_req, cal_req = _image_requests(fit, tasks_dir), _image_requests(calibration, tasks_dir)
+        fit_routes = router.route([req for _, req in fit_req]) if fit_req else []
+        cal_routes = router.route([req for _, req in cal_req]) if cal_req else []
+    finally:
+        router.open_set = saved
+    by_task: dict[str, list] = {}
+    for (label, _), route in zip(fit_req, fit_routes):
+        if route.image_embedding is not None:
+            by_task.setdefault(label, []).append(route.image_embedding)
+    if not by_task:
+        return None, {"enabled": False, "reason": "no image embeddings (text-only tasks or no image tokens)"}
+    profile = NoveltyProfile.fit({t: np.stack(v) for t, v in by_task.items()})
+    known = [r.image_embedding for r in cal_routes if r.image_embedding is not None]
+    profile.calibrate(np.stack(known) if known else np.zeros((0, profile.means.shape[1])), cfg.novelty_quantile)
+    return profile, {
+        "enabled": profile.threshold != float("inf"),
+        "threshold": round(profile.threshold, 4) if profile.threshold != float("inf") else None,
+        "quantile": cfg.novelty_quantile,
+        "fit_images": sum(len(v) for v in by_task.values()),
+        "calibration_images": len(known),
+    }
 
 
 def pool_json(pool: Sequence[PoolEntry], cfg: RouterConfig) -> dict:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import types
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from mllmcl.config import AdapterConfig
@@ -94,3 +97,43 @@ def attach_adapters(base_model, adapters: dict[str, Path]):
         raise ModelLoadError("no adapters to load")
     model.eval()
     return model
+
+
+@contextmanager
+def mixed_batches(model, adapters: Sequence[str]):
+    """Let one forward pass answer each row with its own adapter (`adapter_names`), full-weight module copies
+    included. PEFT dispatches LoRA layers per row itself, but refuses `modules_to_save` copies of anything but a plain
+    Linear/Embedding/Conv (an expert's projector is a small MLP), and silently falls back to the base copy when the
+    active adapter has no copy of a module. Here the active adapter is set to one that owns a copy, and those wrappers
+    get the same per-row dispatch PEFT uses for Linear (the base's module for an adapter without a copy). Rows must align with the module's inputs (one image per row
+    for a projector): the caller groups requests so that they do."""
+    from peft.utils.other import ModulesToSaveWrapper
+
+    patched = []
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            module._mixed_batch_forward = types.MethodType(_mixed_rows, module)
+            patched.append(module)
+    owners = [a for a in adapters if any(a in m.modules_to_save for m in patched)]
+    previous = model.active_adapter
+    if owners:
+        model.set_adapter(owners[0])
+    try:
+        yield model
+    finally:
+        for module in patched:
+            del module._mixed_batch_forward
+        model.set_adapter(previous)
+
+
+def _mixed_rows(self, input, *args, adapter_names: list[str], **kwargs):
+    """Row i through adapter_names[i]'s copy of the module (the base's for "__base__" or an adapter without one)."""
+    import torch
+
+    out = [None] * len(input)
+    for name in dict.fromkeys(adapter_names):
+        rows = [i for i, n in enumerate(adapter_names) if n == name]
+        module = self.modules_to_save[name] if name in self.modules_to_save else self.original_module  # noqa: SIM401 - ModuleDict has no get
+        for i, y in zip(rows, module(input[rows], *args, **kwargs)):
+            out[i] = y
+    return torch.stack(out)

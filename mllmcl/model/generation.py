@@ -15,18 +15,28 @@ def _batches(items: Sequence, size: int):
 
 
 def generate_texts(
-    model, tokenizer, encoded: Sequence[Encoded], *, batch_size: int = 64, max_new_tokens: int = 6
+    model,
+    tokenizer,
+    encoded: Sequence[Encoded],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 6,
+    adapter_names: Sequence[str] | None = None,
 ) -> list[str]:
-    """Greedy answers for prompts (no answer tokens in `encoded`)."""
+    """Greedy answers for prompts (no answer tokens in `encoded`); `adapter_names`, one per prompt, answers each
+    row with its own LoRA adapter in the same pass (PEFT mixed-adapter batches; "__base__" = none)."""
     import torch
 
     device = next(model.parameters()).device
     out: list[str] = []
     with torch.inference_mode():
-        for chunk in _batches(list(encoded), batch_size):
+        for start in range(0, len(encoded), batch_size):
+            chunk = list(encoded[start : start + batch_size])
             batch = collate(chunk, tokenizer.pad_token_id)
             batch.pop("labels")
             batch = {k: v.to(device) for k, v in batch.items()}
+            if adapter_names is not None:
+                batch["adapter_names"] = list(adapter_names[start : start + batch_size])
             width = batch["input_ids"].shape[1]
             ids = model.generate(
                 **batch,

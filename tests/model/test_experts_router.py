@@ -180,3 +180,52 @@ def test_a_differently_sized_base_works_through_name_or_path(toy_root, tmp_path)
     assert model.model.base_model.model.config.text_config.hidden_size == 96
     pred = model.predict([Request("what is the opposite of up?")])[0]
     assert isinstance(pred.answer, str) and 0.0 <= pred.confidence <= 1.0
+
+
+def _requests(toy_root: Path, per_task: int = 4):
+    from mllmcl.continual.inference import Request
+    from mllmcl.model.batching import open_image
+
+    out = []
+    for task in toy.TASKS:
+        folder = toy_root / "data/tasks" / task
+        for line in (folder / "test.jsonl").read_text().splitlines()[:per_task]:
+            r = json.loads(line)
+            out.append(Request(r["question"], open_image(folder / r["image"]), r["id"]))
+    out.append(Request("what is the opposite of hot?", None, "text"))
+    return out
+
+
+def test_mixed_adapter_batch_answers_as_one_pass_per_expert(trained, toy_root):
+    from mllmcl.continual.inference import RoutedModel
+
+    model = RoutedModel.from_dir(toy_root / "models")
+    requests = _requests(toy_root)
+    mixed, grouped = model.predict(requests), model.predict_grouped(requests)
+    assert {p.expert for p in mixed} >= {"colour", "where"}  # the batch really mixes experts
+    assert [(p.answer, p.expert) for p in mixed] == [(p.answer, p.expert) for p in grouped]
+    for p in mixed:
+        assert p.question_embedding and len(p.question_embedding) <= 64
+        assert (p.image_embedding is None) == (p.id == "text")
+
+
+def test_open_set_sends_an_unseen_kind_of_image_to_the_base(trained, toy_root):
+    from PIL import Image, ImageDraw
+
+    from mllmcl.continual.inference import Request, RoutedModel
+
+    stats = json.loads((toy_root / "models/router/router_stats.json").read_text())["open_set"]
+    assert stats["enabled"] and stats["fit_images"] > 0 and stats["calibration_images"] > 0
+    model = RoutedModel.from_dir(toy_root / "models")
+    known = [p for p in model.predict(_requests(toy_root, per_task=8)) if p.id != "text"]
+    assert sum(p.known for p in known) >= 0.8 * len(known)
+    novel = []
+    for i in range(12):  # stripes of text-like ink on white paper: nothing like a square on a dark background
+        img = Image.new("RGB", (64, 64), (250, 250, 245))
+        draw = ImageDraw.Draw(img)
+        for y in range(4 + i % 3, 64, 9):
+            draw.line([(3, y), (60, y)], fill=(10 * i, 20, 30), width=2)
+        novel.append(Request("what colour is the square?", img, f"novel-{i}"))
+    flagged = model.predict(novel)
+    assert sum(not p.known and p.expert == "base" for p in flagged) >= 11, [(p.expert, p.novelty) for p in flagged]
+    assert min(p.novelty for p in flagged) > max(p.novelty for p in known)
