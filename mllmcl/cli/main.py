@@ -9,7 +9,19 @@ import importlib
 
 from mllmcl.entry import add_common_options, run
 
-COMMAND_MODULES = ("params", "base", "task", "predict", "registry", "gate", "remote", "drift", "run", "benchmark")
+COMMAND_MODULES = (
+    "params",
+    "base",
+    "task",
+    "predict",
+    "registry",
+    "gate",
+    "remote",
+    "drift",
+    "run",
+    "benchmark",
+    "serve",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -203,7 +203,16 @@ def load_request(obj: dict, base_dir: Path, line: int | None = None, *, confine:
 
 
 def prediction_json(p: Prediction) -> str:
-    """One JSONL line of `mllmcl predict` output: id, answer, expert, confidence, latency_ms."""
+    """One JSONL line of `mllmcl predict` output: id, answer, expert, routing confidence, open-set verdict (known,
+    novelty), latency_ms."""
     return json.dumps(
-        {"id": p.id, "answer": p.answer, "expert": p.expert, "confidence": p.confidence, "latency_ms": p.latency_ms}
+        {
+            "id": p.id,
+            "answer": p.answer,
+            "expert": p.expert,
+            "confidence": p.confidence,
+            "known": p.known,
+            "novelty": p.novelty,
+            "latency_ms": p.latency_ms,
+        }
     )

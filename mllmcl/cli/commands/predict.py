@@ -15,7 +15,7 @@ def register(sub, common) -> None:
         help="answer image+question requests with the routed experts",
         description="Route each request to an expert (or the base) and answer it. Single request with "
         "--question [--image], or a batch: --input requests.jsonl ({id?, image?, question} a line, image paths "
-        "relative to the file) and --output answers.jsonl ({id, answer, expert, confidence, latency_ms}).",
+        "relative to the file) and --output answers.jsonl ({id, answer, expert, confidence, known, novelty, latency_ms}).",
     )
     p.add_argument("--question", help="the question (single request)")
     p.add_argument("--image", type=Path, help="an image file (single request; omit for text-only)")
@@ -32,24 +32,13 @@ def register(sub, common) -> None:
 
 
 def _load_model(args):
-    from mllmcl.continual.inference import RoutedModel
     from mllmcl.entry import load_params
     from mllmcl.model.compute import set_threads
-    from mllmcl.model.loading import resolve_base
-    from mllmcl.paths import ProjectPaths
+    from mllmcl.serving.models import load_served
 
     params = load_params(args)
     set_threads(params.compute.threads)
-    paths = ProjectPaths(args.root)
-    trust = params.base.trust_remote_code
-    if args.model == "workspace":
-        return RoutedModel(resolve_base(params.base, paths.base), paths.experts, paths.router, trust_remote_code=trust)
-    from mllmcl.release.registry import Registry
-
-    registry = Registry.from_params(params, root=args.root)
-    model_dir = registry.materialize(args.model, paths.registry_cache)
-    base = str(model_dir / "base") if (model_dir / "base").is_dir() else resolve_base(params.base, paths.base)
-    return RoutedModel.from_dir(model_dir, base_path=base, trust_remote_code=trust)
+    return load_served(params, args.root, args.model).model  # registry files verified against their checksums
 
 
 def _predict(args) -> int:
