@@ -204,6 +204,9 @@ class RouterConfig(AdapterConfig):
     eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")
     min_confidence: Probability = Field(0.5, description="below this, or on an illegal letter, the base answers")
     text_only_to_base: bool = Field(False, description="true = never ask the router about text-only requests")
+    novelty_samples_per_task: PositiveInt = Field(
+        300, description="open set: training images per task to fit its profile, and as many others to calibrate it"
+    )
     novelty_quantile: Probability = Field(
         0.99,
         description="open set: an image request farther from every learned task (base embeddings, Mahalanobis) "
@@ -268,6 +271,9 @@ class ScheduleConfig(Section):
     cron: str | None = Field("0 3 * * *", description="cron of the scheduled continual stage; null = none")
     name: str = Field("scheduled", min_length=1, description="deployment name of the scheduled run")
     drift_requires_approval: bool = Field(True, description="drift-triggered stages wait for a reviewer")
+    monitor_minutes: NonNegativeInt = Field(
+        15, description="the drift monitor reads new traffic and incoming batches this often (0 = not scheduled)"
+    )
 
     @field_validator("cron")
     @classmethod
@@ -283,10 +289,17 @@ class DriftConfig(Section):
 
     drift_share: Probability = Field(0.5, description="share of drifted feature columns that makes a batch drifted")
     stat_threshold: float = Field(0.05, gt=0.0, lt=1.0, description="p-value below which one column drifted")
+    strong_p_value: float = Field(
+        1e-4,
+        gt=0.0,
+        lt=1.0,
+        description="one column with a p-value below this drifts the batch on its own (e.g. a new image size that the "
+        "processor's resize hides from the embeddings)",
+    )
     reference_rows: PositiveInt = Field(600, description="training records sampled as the reference")
     seed: NonNegativeInt = Field(0, description="seed of the reference sample")
     embedding_threshold: Probability = Field(
-        0.65,
+        0.7,
         description="embedding and question-text drift: out-of-fold ROC AUC of a classifier telling the batch from "
         "the reference, above = drift (0.5 = indistinguishable; 50 requests give a null spread of about 0.05)",
     )

@@ -1,4 +1,5 @@
-"""`mllmcl drift`: is an incoming batch of requests new territory for the learned tasks? (Evidently)"""
+"""`mllmcl drift`: has a batch of requests moved away from what the production model learned? A thin front of
+monitoring/ (Evidently); the decision is printed in one line."""
 
 from __future__ import annotations
 
@@ -6,20 +7,23 @@ from pathlib import Path
 
 
 def register(sub, common) -> None:
-    """Add `mllmcl drift`; exit 1 means drift was found, not that the command failed."""
+    """Add `mllmcl drift`; exit 1 means a drift decision was taken, not that the command failed."""
     p = sub.add_parser(
         "drift",
         parents=[common],
-        help="compare a batch of incoming requests with the learned tasks (Evidently)",
-        description="Features of each request (image brightness, colour, contrast, edges, size; "
-        "question length) against a sample of the learned tasks' training data. Writes "
-        "reports/drift/<batch>.html (Evidently) and .json. Exit 0: no drift, 1: drift (with --emit, "
+        help="judge a batch of requests against the production model's learned tasks (Evidently)",
+        description="Runs the production model (registry alias `production`, else the workspace models/) on the "
+        "batch and compares what it sees (image statistics, question text, the base's image and question "
+        "embeddings, the router's confidence and open-set flag) with each learned task's reference profile. "
+        "Writes reports/drift/<batch>.html (Evidently) and .json, and prints the decision: none, known_drift "
+        "(alert; refresh for a labelled batch) or novel (new_task for a labelled batch; label_request otherwise, "
+        "written to data/incoming/<batch>/to_label.jsonl). Exit 0: no drift, 1: a drift decision (with --emit, "
         "the mllmcl.drift.detected event starts the drift-triggered continual stage).",
     )
-    p.add_argument("incoming", type=Path, help="JSONL of requests ({id?, image?, question}; images relative to it)")
-    p.add_argument("--tasks", nargs="*", default=None, help="reference tasks (default: params.yaml tasks)")
+    p.add_argument("incoming", type=Path, help="JSONL of requests ({id?, image?, question, answer?}; images relative)")
+    p.add_argument("--name", default=None, help="batch name for the reports (default: the file's stem or folder)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/drift)")
-    p.add_argument("--emit", action="store_true", help="on drift, emit mllmcl.drift.detected to Prefect")
+    p.add_argument("--emit", action="store_true", help="on a drift decision, emit mllmcl.drift.detected to Prefect")
     p.add_argument("--project", default="mllmcl", help="resource name of the emitted event")
     p.set_defaults(handler=_drift)
 
@@ -27,23 +31,36 @@ def register(sub, common) -> None:
 def _drift(args) -> int:
     from mllmcl.entry import load_params
     from mllmcl.paths import ProjectPaths
-    from monitoring.drift import check_batch
+    from monitoring.monitor import batch_name, cooldown_allows, monitor_batch, record_event
 
     params = load_params(args)
     paths = ProjectPaths(args.root)
-    learned = args.tasks or params.tasks
+    name = args.name or batch_name(args.incoming)
     out = args.out or paths.drift_reports
-    result = check_batch(args.incoming, learned, paths.tasks_dir, params.drift, out)
-    verdict = "DRIFT" if result.detected else "no drift"
-    print(
-        f"{verdict}: {result.drift_share:.0%} of feature columns drifted (threshold {result.threshold:.0%}); "
-        f"drifted: {', '.join(result.drifted_columns) or 'none'}; report {out / (args.incoming.stem + '.html')}"
-    )
-    if result.detected and args.emit:
-        from flows.events import emit_drift_detected
+    result, decision = monitor_batch(args.root, params, args.incoming, name, out_dir=out)
+    report = out / f"{name}.html"
+    print(f"{decision.line()}; {result.summary()}; report {report if report.exists() else out / (name + '.json')}")
+    if decision.triggers and args.emit:
+        events = paths.state / "drift_events.json"
+        if cooldown_allows(events, decision, params.drift.cooldown_minutes, record=False):
+            from flows.drift_monitor import task_name_for
+            from flows.events import emit_drift_detected
 
-        event = emit_drift_detected(
-            args.project, str(args.incoming), result.drift_share, str(out / (args.incoming.stem + ".html"))
-        )
-        print(f"emitted mllmcl.drift.detected {event.id}")
-    return 1 if result.detected else 0
+            task = decision.task
+            if decision.action == "new_task":  # the batch's meta.json names it, else its folder
+                task, _ = task_name_for(args.incoming.parent)
+            event = emit_drift_detected(
+                args.project,
+                name,
+                result.drift_share,
+                str(report),
+                action=decision.action,
+                task=task,
+                kind=decision.kind,
+                reason=decision.reason,
+            )
+            record_event(events, decision)
+            print(f"emitted mllmcl.drift.detected {event.id}")
+        else:
+            print(f"not emitted: the same decision was emitted less than {params.drift.cooldown_minutes} minutes ago")
+    return 1 if decision.triggers else 0

@@ -1,0 +1,1 @@
+"""Tests of the drift monitor (monitoring/)."""

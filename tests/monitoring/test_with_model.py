@@ -1,0 +1,93 @@
+"""The monitor with a real (toy) routed model: the features it computes for a batch are exactly what
+`RoutedModel.predict` returns (what the server writes to its traffic log), the reference profile is cached per
+version, and a JSONL batch is judged end to end with the reports written. Slow: trains two toy experts and a router."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mllmcl.paths import ProjectPaths
+from tests import toy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory):
+    """A toy project (two square tasks + the language suite) with experts and a router trained briefly."""
+    from mllmcl.continual.experts import train_expert
+    from mllmcl.continual.router import train_router
+
+    root = tmp_path_factory.mktemp("drift-model")
+    toy.make_project(root)
+    paths = ProjectPaths(root)
+    params = toy.params(expert={"steps": 60, "lr": 3e-3}, router={"steps": 150, "lr": 3e-3})
+    for task in toy.TASKS:
+        train_expert(
+            task,
+            params,
+            base_dir=paths.base,
+            data_dir=paths.task_data(task),
+            out_dir=paths.expert(task),
+            checkpoint_dir=paths.checkpoints(f"expert-{task}"),
+            progress=False,
+        )
+    train_router(
+        list(toy.TASKS), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router, progress=False
+    )
+    return root
+
+
+def test_monitor_features_are_the_predictions_features(trained_root):
+    from mllmcl.continual.inference import RoutedModel, load_request
+    from mllmcl.data.records import read_records
+    from monitoring.features import model_view
+
+    paths = ProjectPaths(trained_root)
+    model = RoutedModel(str(paths.base), paths.experts, paths.router)
+    folder = paths.task_data("colour")
+    requests = [load_request(r, folder) for r in read_records(folder / "test.jsonl")[:8]]
+    requests.append(load_request({"question": "the opposite of hot is?"}, folder))
+    predictions = model.predict(requests)
+    rows = model_view(model, requests)
+    for p, row in zip(predictions, rows):
+        assert row["expert"] == p.expert and row["confidence"] == pytest.approx(p.confidence, abs=1e-3)
+        assert (row["known"] == "yes") is p.known
+        emb = [row[f"img_{i:02d}"] for i in range(len(p.image_embedding or []))]
+        assert emb == pytest.approx(p.image_embedding or [], abs=1e-3)
+        q = [row[f"q_{i:02d}"] for i in range(len(p.question_embedding))]
+        assert q == pytest.approx(p.question_embedding, abs=1e-3) and 0 < len(q) <= 64
+    assert rows[-1]["has_image"] == "no" and rows[0]["has_image"] == "yes"
+
+
+def test_a_batch_is_judged_end_to_end(trained_root):
+    from mllmcl.data.records import read_records
+    from monitoring.monitor import Monitor, monitor_batch
+
+    paths = ProjectPaths(trained_root)
+    params = toy.params(drift={"reference_rows": 96, "min_batch": 10})
+    folder = paths.incoming / "b1"
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for task in toy.TASKS:
+        for r in read_records(paths.task_data(task) / "test.jsonl"):
+            shutil.copy(paths.task_data(task) / r["image"], folder / "images" / f"{r['id']}.png")
+            lines.append(json.dumps({"id": r["id"], "image": f"images/{r['id']}.png", "question": r["question"]}))
+    (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    monitor = Monitor(trained_root, params)
+    assert monitor.version.startswith("workspace-")
+    result, decision = monitor_batch(trained_root, params, folder / "requests.jsonl", monitor=monitor)
+    assert result.current_rows == 32 and set(result.embeddings) == {"image", "question"}
+    assert decision.kind in ("none", "known_drift", "novel") and not decision.labelled
+    doc = json.loads((paths.drift_reports / "b1.json").read_text())
+    assert doc["decision"] == decision.to_json() and doc["version"] == monitor.version
+    assert (paths.drift_reports / "b1.html").is_file()
+    cached = paths.drift_reports / "reference" / f"{monitor.version}.parquet"
+    assert cached.is_file()
+    # the same version again: read from the cache, not recomputed
+    before = cached.stat().st_mtime_ns
+    monitor_batch(trained_root, params, folder / "requests.jsonl", monitor=Monitor(trained_root, params))
+    assert cached.stat().st_mtime_ns == before
