@@ -2,8 +2,8 @@
 
 The router is trained on the learned tasks only, so it answers an unseen kind of image with some letter, often
 confidently. What it cannot fake is distance: the base model's own embedding of the image (the projector's output,
-which no adapter trains) is compared with each learned task's mean under one shared, shrunk covariance
-(Mahalanobis). A request farther from every task than a high quantile of held-out known requests is novel: it goes
+which no adapter trains) is compared with each learned task's Gaussian: its mean and its own covariance, shrunk by
+Ledoit-Wolf (Mahalanobis). A request farther from every task than a high quantile of held-out known requests is novel: it goes
 to the plain base and is flagged unknown. The profile is fitted when the router is trained and ships in the router's
 folder, so a registry version carries the open set it was calibrated with."""
 
@@ -19,7 +19,6 @@ from mllmcl.errors import ModelLoadError
 PROFILE_WEIGHTS = "open_set.safetensors"
 PROFILE_META = "open_set.json"
 COMPACT_DIM = 64  # embeddings kept in logs and profiles; larger ones are randomly projected down to this
-SHRINKAGE = 0.1  # share of the covariance replaced by its mean variance: stable with few samples per task
 
 
 def compact(vectors, dim: int = COMPACT_DIM, seed: int = 0):
@@ -35,41 +34,65 @@ def compact(vectors, dim: int = COMPACT_DIM, seed: int = 0):
     return x @ proj
 
 
+MAX_COMPONENTS = 4  # Gaussians per task at most: a task's images often come in a few looks (plots, diagrams...)
+MIN_PER_COMPONENT = 40  # images per Gaussian at least: fewer give a covariance that is mostly shrinkage
+
+
 @dataclass
 class NoveltyProfile:
-    """Per-task means and one shared precision matrix of image embeddings, and the distance above which a request is
-    novel (`threshold`, the `quantile` of held-out known requests' distances)."""
+    """A few Gaussians per task (mean and precision, i.e. inverse covariance, of its image embeddings), which task each
+    belongs to, and the distance above which a request is novel (`threshold`, the `quantile` of held-out known
+    requests' distances)."""
 
-    tasks: list[str]
-    means: object  # (tasks, dim) float32
-    precision: object  # (dim, dim) float32
+    tasks: list[str]  # the task of each component
+    means: object  # (components, dim) float32
+    precisions: object  # (components, dim, dim) float32
     threshold: float = float("inf")
     quantile: float = 1.0
 
     @classmethod
-    def fit(cls, embeddings: Mapping[str, object]) -> NoveltyProfile:
-        """Means per task and the pooled within-task covariance, shrunk towards its mean variance."""
+    def fit(cls, embeddings: Mapping[str, object], seed: int = 0) -> NoveltyProfile:
+        """Per task, its images split by k-means into up to MAX_COMPONENTS looks, each a Gaussian whose covariance
+        Ledoit-Wolf shrinks. Tasks differ in how much their images vary (a chart against a photo) and a task can
+        have several looks: one covariance shared by all tasks separated unseen kinds badly on the embedded benchmark
+        (AUROC 0.84), one per task well (0.997) but with a heavy tail of known `sci` images; four looks per task kept
+        the AUROC and flagged 0.8% of known test images instead of 1.6%, at the same 0.99 quantile."""
         import numpy as np
+        from sklearn.cluster import KMeans
+        from sklearn.covariance import LedoitWolf
 
-        tasks = [t for t, x in embeddings.items() if len(x)]
-        if not tasks:
-            raise ValueError("no embeddings to fit an open-set profile on")
-        groups = [np.asarray(embeddings[t], dtype=np.float64) for t in tasks]
-        means = np.stack([g.mean(axis=0) for g in groups])
-        centred = np.concatenate([g - m for g, m in zip(groups, means)])
-        cov = centred.T @ centred / max(1, len(centred) - len(groups))
-        dim = cov.shape[0]
-        cov = (1 - SHRINKAGE) * cov + SHRINKAGE * (np.trace(cov) / dim + 1e-6) * np.eye(dim)
-        return cls(tasks, means.astype(np.float32), np.linalg.inv(cov).astype(np.float32))
+        owners, means, precisions = [], [], []
+        for task, x in embeddings.items():
+            x = np.asarray(x, dtype=np.float64)
+            if len(x) < 2:
+                continue
+            k = max(1, min(MAX_COMPONENTS, len(x) // MIN_PER_COMPONENT))
+            labels = np.zeros(len(x), dtype=int) if k == 1 else KMeans(k, n_init=4, random_state=seed).fit_predict(x)
+            for c in range(k):
+                part = x[labels == c]
+                if len(part) < 2:
+                    continue
+                # a hundred samples in 64 dimensions give a near-singular sample covariance whose inverse would blow
+                # up rarely varying directions: Ledoit-Wolf picks the shrinkage towards a scaled identity from the data
+                cov = LedoitWolf().fit(part).covariance_
+                cov += 1e-6 * (np.trace(cov) / cov.shape[0] + 1e-12) * np.eye(cov.shape[0])
+                owners.append(task)
+                means.append(part.mean(axis=0))
+                precisions.append(np.linalg.inv(cov))
+        if not owners:
+            raise ValueError("an open-set profile needs at least 2 image embeddings of a task")
+        return cls(owners, np.stack(means).astype(np.float32), np.stack(precisions).astype(np.float32))
 
     def distances(self, x):
-        """Distance of each row to its nearest task (Mahalanobis); the nearest task's index as well."""
+        """Distance of each row to its nearest Gaussian (Mahalanobis under that Gaussian's covariance), and the task
+        that Gaussian belongs to."""
         import numpy as np
 
         x = np.asarray(x, dtype=np.float32)
-        diff = x[:, None, :] - self.means[None, :, :]  # (n, tasks, dim)
-        d2 = np.einsum("ntd,de,nte->nt", diff, self.precision, diff)
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0)), d2.argmin(axis=1)
+        diff = x[:, None, :] - self.means[None, :, :]  # (n, components, dim)
+        d2 = np.einsum("ntd,tde,nte->nt", diff, self.precisions, diff)
+        nearest = [self.tasks[i] for i in d2.argmin(axis=1)]
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0)), nearest
 
     def calibrate(self, known, quantile: float) -> NoveltyProfile:
         """Set the threshold at `quantile` of held-out known requests' distances (1.0: nothing is ever novel)."""
@@ -88,10 +111,10 @@ class NoveltyProfile:
 
         folder = Path(folder)
         save_file(
-            {"means": torch.from_numpy(self.means), "precision": torch.from_numpy(self.precision)},
+            {"means": torch.from_numpy(self.means), "precisions": torch.from_numpy(self.precisions)},
             str(folder / PROFILE_WEIGHTS),
         )
-        meta = {"tasks": self.tasks, "threshold": self.threshold, "quantile": self.quantile, "shrinkage": SHRINKAGE}
+        meta = {"tasks": self.tasks, "threshold": self.threshold, "quantile": self.quantile}
         (folder / PROFILE_META).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -105,6 +128,8 @@ class NoveltyProfile:
 
             arrays = load_file(str(folder / PROFILE_WEIGHTS))
             meta = json.loads((folder / PROFILE_META).read_text())
-        except Exception as e:  # a damaged profile is a broken model folder, named as such
-            raise ModelLoadError(f"{folder / PROFILE_WEIGHTS}: unreadable open-set profile ({e})") from None
-        return cls(meta["tasks"], arrays["means"], arrays["precision"], float(meta["threshold"]), meta["quantile"])
+            return cls(meta["tasks"], arrays["means"], arrays["precisions"], float(meta["threshold"]), meta["quantile"])
+        except Exception as e:  # a damaged or older-format profile is a broken model folder, named as such
+            raise ModelLoadError(
+                f"{folder / PROFILE_WEIGHTS}: unreadable open-set profile ({type(e).__name__}: {e}); retrain the router"
+            ) from None

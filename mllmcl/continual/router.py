@@ -151,6 +151,25 @@ class Router:
                         routes[i] = self._decide(gen[row], probs, row, legal, images[row], novelty[row])
         return routes  # type: ignore[return-value]
 
+    def image_embeddings(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list:
+        """The base's compact image embedding of each request (None for text-only), from one forward pass without
+        generating: what the open-set profile is fitted and calibrated on."""
+        import torch
+
+        self.model.set_adapter(self.adapter)
+        device = next(self.model.parameters()).device
+        out: list = []
+        with torch.inference_mode():
+            for start in range(0, len(requests), batch_size):
+                chunk = requests[start : start + batch_size]
+                batch = collate([self.encode(*r) for r in chunk], self.prompting.tokenizer.pad_token_id)
+                batch.pop("labels")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                hidden = self.model(**batch, output_hidden_states=True).hidden_states[0]
+                for e in pooled_image_embeddings(hidden, batch["input_ids"], self.image_token):
+                    out.append(None if e is None else compact(e[None, :])[0])
+        return out
+
     def _novelty(self, images: list) -> list[float | None]:
         import numpy as np
 
@@ -286,30 +305,31 @@ def _image_requests(labelled: list[tuple[str, dict]], tasks_dir: Path) -> list[t
 
 
 def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
-    """The open-set profile of `tasks`: fitted on the router's replay sample of each task's training images and
-    calibrated on a disjoint sample of training images (the test split stays unseen for evaluation). Returns
-    (profile or None when there are no image tasks, stats for router_stats.json)."""
+    """The open-set profile of `tasks`: one Gaussian per task fitted on `novelty_samples_per_task` of its training
+    images, the threshold calibrated on as many other training images (the test split stays unseen for evaluation).
+    Returns (profile or None when there are no image tasks, stats for router_stats.json)."""
     import numpy as np
 
-    fit = replay_set(tasks, tasks_dir, "train", cfg.samples_per_task, cfg.seed)
-    seen = {(t, r.get("id")) for t, r in fit}
-    extra = replay_set(tasks, tasks_dir, "train", 2 * cfg.samples_per_task, cfg.seed + 1)
-    calibration = [(t, r) for t, r in extra if (t, r.get("id")) not in seen][: cfg.samples_per_task * len(tasks)]
-    saved, router.open_set = router.open_set, None
-    try:
-        fit_req, cal_req = _image_requests(fit, tasks_dir), _image_requests(calibration, tasks_dir)
-        fit_routes = router.route([req for _, req in fit_req]) if fit_req else []
-        cal_routes = router.route([req for _, req in cal_req]) if cal_req else []
-    finally:
-        router.open_set = saved
+    n = cfg.novelty_samples_per_task
+    picked = replay_set(tasks, tasks_dir, "train", 2 * n, cfg.seed + 1)
+    fit, calibration = [], []
+    for task in tasks:
+        rows = [(t, r) for t, r in picked if t == task]
+        half = min(n, len(rows) // 2)  # a small task: half to fit, half to calibrate
+        fit += rows[:half]
+        calibration += rows[half : 2 * half]
+    fit_req, cal_req = _image_requests(fit, tasks_dir), _image_requests(calibration, tasks_dir)
+    fit_emb = router.image_embeddings([req for _, req in fit_req])
+    cal_emb = router.image_embeddings([req for _, req in cal_req])
     by_task: dict[str, list] = {}
-    for (label, _), route in zip(fit_req, fit_routes):
-        if route.image_embedding is not None:
-            by_task.setdefault(label, []).append(route.image_embedding)
+    for (label, _), emb in zip(fit_req, fit_emb):
+        if emb is not None:
+            by_task.setdefault(label, []).append(emb)
+    by_task = {t: v for t, v in by_task.items() if len(v) >= 2}
     if not by_task:
         return None, {"enabled": False, "reason": "no image embeddings (text-only tasks or no image tokens)"}
     profile = NoveltyProfile.fit({t: np.stack(v) for t, v in by_task.items()})
-    known = [r.image_embedding for r in cal_routes if r.image_embedding is not None]
+    known = [e for e in cal_emb if e is not None]
     profile.calibrate(np.stack(known) if known else np.zeros((0, profile.means.shape[1])), cfg.novelty_quantile)
     return profile, {
         "enabled": profile.threshold != float("inf"),

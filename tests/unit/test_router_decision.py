@@ -103,7 +103,7 @@ def test_min_confidence_is_inclusive():
 
 def test_an_illegal_letter_goes_to_base_with_zero_confidence():
     route = decide(make_router(), [5, 0], probs_for([[(5, 0.99)], [(0, 1.0)]]))
-    assert route == Route(BASE, None, 0.0, " Q")
+    assert route == Route(BASE, None, 0.0, " Q", known=False)  # the open set: flagged unknown
 
 
 def test_a_capital_inside_a_word_is_not_a_letter():
@@ -114,7 +114,7 @@ def test_a_capital_inside_a_word_is_not_a_letter():
 
 def test_no_letter_at_all_goes_to_base():
     route = decide(make_router(), [7, 7, 0], probs_for([[(7, 0.9)], [(7, 0.9)], [(0, 1.0)]]))
-    assert route == Route(BASE, None, 0.0, " the the")
+    assert route == Route(BASE, None, 0.0, " the the", known=False)
 
 
 def test_the_first_legal_letter_wins_and_its_own_step_gives_the_confidence():
@@ -184,7 +184,10 @@ class ScriptedModel:
             for row in range(len(questions)):
                 logits[row, tokens[row, step]] = 10.0
             scores.append(logits)
-        return SimpleNamespace(sequences=torch.cat([input_ids, tokens], dim=1), scores=tuple(scores))
+        hidden = ((torch.zeros(input_ids.shape[0], input_ids.shape[1], 4),),)  # step 0, embedding layer
+        return SimpleNamespace(
+            sequences=torch.cat([input_ids, tokens], dim=1), scores=tuple(scores), hidden_states=hidden
+        )
 
 
 QUESTIONS = ["rs question", "text question", "ad question", "odd question"]
@@ -211,6 +214,7 @@ def test_route_maps_each_answer_back_to_its_request(monkeypatch):
     routes = router.route(requests, batch_size=2)
     assert [r.task for r in routes] == ["rs", BASE, "ad", BASE]
     assert [r.letter for r in routes] == ["A", None, "C", None]
+    assert [r.known for r in routes] == [True, True, True, False]  # "odd" answered an illegal letter
     assert routes[0].confidence > 0.99
     # the text-only request never reached the model; the others in batches of at most 2, with the router adapter
     assert model.asked == [["rs question", "ad question"], ["odd question"]]
