@@ -15,9 +15,21 @@ class NoPrefectServer(UserError):
     """An event with nowhere to go: Prefect drops it silently, we refuse to pretend it was sent."""
 
 
-def emit_drift_detected(project: str, batch: str, drift_share: float, report: str | None = None):
-    """Emit `mllmcl.drift.detected` to the Prefect server in PREFECT_API_URL and wait until it is delivered.
-    Without a configured server Prefect would drop the event silently: that is an error here."""
+def emit_drift_detected(
+    project: str,
+    batch: str,
+    drift_share: float,
+    report: str | None = None,
+    *,
+    action: str = "stage",
+    task: str | None = None,
+    kind: str = "",
+    reason: str = "",
+):
+    """Emit `mllmcl.drift.detected` to the Prefect server in PREFECT_API_URL and wait until it is delivered; the
+    payload carries the monitor's decision (`action`: new_task, refresh, alert, label_request, or `stage` for a plain
+    continual stage) for the drift-triggered deployment. Without a configured server Prefect would drop the event
+    silently: that is an error here."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL
@@ -26,8 +38,21 @@ def emit_drift_detected(project: str, batch: str, drift_share: float, report: st
         raise NoPrefectServer("no Prefect API configured (set PREFECT_API_URL to a running server): nothing emitted")
     event = emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"mllmcl.project.{project}", "prefect.resource.name": project},
-        payload={"batch": batch, "drift_share": float(drift_share), "report": report or ""},
+        # the action is a resource label, so that a trigger can start training only for decisions that call for it
+        resource={
+            "prefect.resource.id": f"mllmcl.project.{project}",
+            "prefect.resource.name": project,
+            "mllmcl.action": action,
+        },
+        payload={
+            "batch": batch,
+            "drift_share": float(drift_share),
+            "report": report or "",
+            "action": action,
+            "task": task or "",
+            "kind": kind,
+            "reason": reason,
+        },
     )
     EventsWorker.drain_all(timeout=30)  # a short-lived process must deliver before it exits
     if event is None:
@@ -38,7 +63,9 @@ def emit_drift_detected(project: str, batch: str, drift_share: float, report: st
 def main(args) -> int:
     """Emit the drift event the options describe and print its id; no reachable Prefect server is a user error (exit
     2)."""
-    event = emit_drift_detected(args.project, args.batch, args.drift_share, args.report)
+    event = emit_drift_detected(
+        args.project, args.batch, args.drift_share, args.report, action=args.action, task=args.task
+    )
     print(
         f"emitted {DRIFT_EVENT} {event.id} for {args.project}: batch {args.batch}, drift share {args.drift_share:.2f}"
     )
@@ -55,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", required=True, help="what drifted (a folder or batch id), passed to the flow run")
     p.add_argument("--drift-share", type=float, required=True, help="share of drifted columns, 0..1")
     p.add_argument("--report", default=None, help="path of the drift report, for the reviewer")
+    p.add_argument(
+        "--action",
+        default="stage",
+        choices=["stage", "new_task", "refresh", "alert", "label_request"],
+        help="what the drift-triggered run does (default: a plain continual stage)",
+    )
+    p.add_argument("--task", default=None, help="the task the decision concerns (new_task: its name)")
     return p
 
 

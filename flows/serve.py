@@ -1,5 +1,6 @@
-"""Serve the continual-stage deployments against a Prefect server: a cron schedule from params.yaml
-(`schedule:`) and an event-triggered deployment that drift detection starts (`mllmcl.drift.detected`).
+"""Serve the deployments against a Prefect server: the continual stage on a cron schedule (`schedule.cron`), the drift
+monitor every `schedule.monitor_minutes`, and the drift-triggered stage that the monitor's `mllmcl.drift.detected`
+event starts (one run at a time: further events of the same burst are cancelled, not queued).
 
     make prefect-server            # a local server on 127.0.0.1 (SQLite under .prefect/)
     python -m flows.serve          # in another shell, with PREFECT_API_URL pointing at it
@@ -11,13 +12,19 @@ import argparse
 from pathlib import Path
 
 DRIFT_EVENT = "mllmcl.drift.detected"
+TRAINING_ACTIONS = ("new_task", "refresh", "stage")  # decisions whose event starts the drift-triggered stage
 
 
 def build_deployments(params, root: str):
-    """The scheduled deployment (params `schedule.cron`) and the drift-triggered one."""
+    """The scheduled continual stage (`schedule.cron`), the drift monitor (`schedule.monitor_minutes`) and the
+    drift-triggered stage."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
     from flows.continual_stage import continual_stage
+    from flows.drift_monitor import drift_monitor, drift_stage
 
     sched = params.schedule
     out = []
@@ -30,23 +37,37 @@ def build_deployments(params, root: str):
                 description="continual stage on a cron schedule (params.yaml schedule.cron)",
             )
         )
+    if sched.monitor_minutes:
+        out.append(
+            drift_monitor.to_deployment(
+                name="drift-monitor",
+                interval=timedelta(minutes=sched.monitor_minutes),
+                parameters={"root": root},
+                description="judge new traffic and incoming batches for drift (params.yaml schedule.monitor_minutes)",
+            )
+        )
     out.append(
-        continual_stage.to_deployment(
+        drift_stage.to_deployment(
             name="on-drift",
             triggers=[
                 DeploymentEventTrigger(
                     name="drift detected",
                     expect={DRIFT_EVENT},
-                    match={"prefect.resource.id": "mllmcl.*"},
+                    # alerts and labelling requests are events too, but train nothing: they do not start a run
+                    match={"prefect.resource.id": "mllmcl.*", "mllmcl.action": list(TRAINING_ACTIONS)},
                     parameters={
                         "root": root,
+                        "action": "{{ event.payload.action }}",
+                        "batch": "{{ event.payload.batch }}",
+                        "task": "{{ event.payload.task }}",
                         "reason": "drift: {{ event.payload.batch }}",
                         "require_approval": sched.drift_requires_approval,
                     },
                 )
             ],
             parameters={"root": root, "reason": "drift"},
-            description=f"continual stage started by a `{DRIFT_EVENT}` event",
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            description=f"act on a `{DRIFT_EVENT}` event: learn a new task or re-run the continual stage",
         )
     )
     return out

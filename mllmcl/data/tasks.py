@@ -137,3 +137,73 @@ def _edit_tasks(params_path: Path, edit) -> None:
     with tmp.open("w", encoding="utf-8") as f:
         y.dump(data, f)
     tmp.replace(params_path)
+
+
+def add_labelled_batch(
+    name: str,
+    batch: Path,
+    *,
+    root: Path,
+    params_path: Path,
+    test_share: float = 0.2,
+    seed: int = 0,
+    description: str | None = None,
+    track: Callable[[Path], None] | None = None,
+) -> Path:
+    """A labelled production batch (`requests.jsonl`: {id, image, question, answer} a line, images relative to it)
+    becomes a new task: split into train/test with a fixed seed, converted to MLLM-CL's LLaVA formats and added like
+    `task add --train/--test/--images` (which validates, copies atomically and tracks it)."""
+    import json
+    import random
+
+    from mllmcl.data.records import read_json_lines
+
+    batch = Path(batch)
+    source = batch / "requests.jsonl"
+    if not source.is_file():
+        raise DataError(f"{source}: file not found (a labelled batch is a folder with requests.jsonl and its images)")
+    rows = []
+    for line in read_json_lines(source):
+        obj = line.obj
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) and obj[k] for k in ("question", "answer")):
+            raise DataError(f"{source}: line {line.line}: a labelled request needs string 'question' and 'answer'")
+        rows.append(obj)
+    if len(rows) < 2:
+        raise DataError(f"{source}: {len(rows)} labelled request(s); a new task needs at least 2 (train and test)")
+    random.Random(f"{seed}:{name}").shuffle(rows)
+    n_test = min(len(rows) - 1, max(1, round(len(rows) * test_share)))
+    test, train = rows[:n_test], rows[n_test:]
+    with tempfile.TemporaryDirectory(prefix=f".{name}-batch-") as tmp:
+        tmp = Path(tmp)
+        train_items = [
+            {
+                "id": str(r.get("id", f"{name}-train-{i}")),
+                "image": r.get("image"),
+                "conversations": [
+                    {"from": "human", "value": ("<image>\n" if r.get("image") else "") + r["question"]},
+                    {"from": "gpt", "value": r["answer"]},
+                ],
+            }
+            for i, r in enumerate(train)
+        ]
+        test_items = [
+            {
+                "question_id": str(r.get("id", f"{name}-test-{i}")),
+                "image": r.get("image"),
+                "text": r["question"],
+                "answer": r["answer"],
+            }
+            for i, r in enumerate(test)
+        ]
+        (tmp / "train.json").write_text(json.dumps(train_items))
+        (tmp / "test.json").write_text(json.dumps(test_items))
+        return add_llava(
+            name,
+            tmp / "train.json",
+            tmp / "test.json",
+            batch,
+            root=root,
+            params_path=params_path,
+            description=description or f"{name} (learned from production batch {batch.name})",
+            track=track,
+        )
