@@ -33,10 +33,8 @@ def sequential_lora(
     """LoRA-FT: one adapter, trained from the base on task 1, then further on task 2, ... (same LoRA config,
     steps and learning rate as an expert; a fresh optimizer per task). After each stage it is scored on
     every task learned so far, which fills the lower triangle of the accuracy matrix."""
-    from peft import get_peft_model
-
     from mllmcl.continual.experts import task_seed
-    from mllmcl.model.adapters import lora_config
+    from mllmcl.model.adapters import lora_config, new_adapter
     from mllmcl.model.batching import encode_records
     from mllmcl.model.generation import score_records as score
     from mllmcl.model.loading import Prompting, load_base, resolve_base
@@ -45,7 +43,7 @@ def sequential_lora(
     cfg = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
-    shared = get_peft_model(model, lora_config(cfg, model, role="expert"))
+    shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
     folders = {t: Path(tasks_dir) / t for t in tasks}
     tests = {t: rec_io.read_records(folders[t] / "test.jsonl") for t in tasks}
     matrix: Matrix = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.data import records as rec_io
-from mllmcl.model.adapters import lora_config, save_adapter
+from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
 from mllmcl.model.batching import encode_records
 from mllmcl.model.generation import score_records
 from mllmcl.model.loading import Prompting, load_base, resolve_base
@@ -79,13 +79,11 @@ def train_expert(
     prompting = Prompting.for_model(model, processor)
     base_acc, _ = score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
 
-    from peft import get_peft_model
-
     examples = encode_records(prompting, train_records, data_dir, with_answers=True)
     adapter = lora_config(cfg, model, role="expert")
     adapter_fingerprint = adapter.to_dict()
-    peft_model = get_peft_model(model, adapter)
     train_cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
+    peft_model = new_adapter(model, adapter, seed=train_cfg.seed)
     fingerprint = inputs_fingerprint(
         data_dir / "train.jsonl", Path(base_dir) / "config.json", Path(base_dir) / "base.json"
     )
