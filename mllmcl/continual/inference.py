@@ -172,7 +172,9 @@ class RoutedModel:
 def _one_row_per_image(item) -> bool:
     import torch
 
-    return all(not torch.is_tensor(v) or v.shape[0] == 1 for v in item.extras.values())
+    # (1, 3, H, W) is one image in one row; (1, tiles, 3, H, W) (LLaVA-NeXT, Idefics3/SmolVLM) or (patches, dim)
+    # (Qwen-VL) give the projector several rows per request
+    return all(not torch.is_tensor(v) or (v.shape[0] == 1 and v.dim() <= 4) for v in item.extras.values())
 
 
 def _rounded(vector) -> list[float] | None:

@@ -252,9 +252,7 @@ def train_router(
 ) -> dict:
     """Train the router from the base on the replay set of `tasks` (+ text-only samples labelled base), measure
     it on held-out test samples, and save adapter, pool and stats to `out_dir`."""
-    from peft import get_peft_model
-
-    from mllmcl.model.adapters import lora_config, save_adapter
+    from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
     from mllmcl.model.loading import load_base, resolve_base
     from mllmcl.model.training import train
 
@@ -264,9 +262,7 @@ def train_router(
     prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
     examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
-    peft_model = get_peft_model(
-        model, lora_config(cfg, model, role="router")
-    )  # "default" adapter: saved flat, named on load
+    peft_model = new_adapter(model, lora_config(cfg, model, role="router"), seed=cfg.seed)  # "default": saved flat
     stats = train(
         peft_model,
         examples,
@@ -317,7 +313,8 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         rows = [(t, r) for t, r in picked if t == task]
         half = min(n, len(rows) // 2)  # a small task: half to fit, half to calibrate
         fit += rows[:half]
-        calibration += rows[half : 2 * half]
+        fitted = {r.get("image") for _, r in rows[:half]}  # the embedding ignores the question: disjoint by image
+        calibration += [(t, r) for t, r in rows[half : 2 * half] if r.get("image") not in fitted]
     fit_req, cal_req = _image_requests(fit, tasks_dir), _image_requests(calibration, tasks_dir)
     fit_emb = router.image_embeddings([req for _, req in fit_req])
     cal_emb = router.image_embeddings([req for _, req in cal_req])

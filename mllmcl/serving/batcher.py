@@ -139,17 +139,16 @@ class MicroBatcher:
         try:
             self.batches += 1
             predictions = served.model.predict([item.request for item, _ in batch], batch_size=len(batch))
-        except UserError as e:
-            if len(batch) > 1:  # one request the model refuses (e.g. longer than the context) must not fail the rest
-                for one in batch:
+        except Exception as e:
+            if len(batch) > 1:  # one request the model refuses (longer than the context, an image the processor
+                for one in batch:  # cannot read) must not fail the others: answer them one by one
                     self._answer([one])
                 return
-            batch[0][1].set_exception(RequestError(422, str(e)))
-            return
-        except Exception as e:
-            log.exception("model call failed for a batch of %d requests", len(batch))
-            for _, fut in batch:
-                fut.set_exception(e)
+            if isinstance(e, (UserError, ValueError)):  # the processor's ValueError is about this request's input
+                batch[0][1].set_exception(RequestError(422, f"the model cannot take this request: {e}"))
+                return
+            log.exception("model call failed for a request")
+            batch[0][1].set_exception(e)
             return
         done = time.perf_counter()
         answers = [

@@ -28,6 +28,8 @@ class Fake:
         time.sleep(self.delay)
         if any("boom" in r.question for r in requests):
             raise DataError("question longer than the model's context")
+        if any("odd" in r.question for r in requests):  # what an HF image processor raises on a 5x1-pixel image
+            raise ValueError("Unable to infer channel dimension format")
         return [SimpleNamespace(answer=self.name, expert="colour", confidence=1.0) for _ in requests]
 
 
@@ -90,3 +92,16 @@ def test_a_full_queue_or_a_stopped_worker_refuses():
         batcher.stop()
     with pytest.raises(Busy):
         batcher.submit(_item())
+
+
+def test_an_input_the_processor_chokes_on_fails_alone_as_a_422():
+    model = Fake("v1", delay=0.05)
+    batcher = MicroBatcher(ModelHolder(_served(model)), max_batch=4, max_wait_ms=50).start()
+    try:
+        futures = [batcher.submit(_item("odd" if i == 1 else f"q{i}?")) for i in range(4)]
+        with pytest.raises(RequestError) as refused:
+            futures[1].result(30)
+        assert refused.value.status == 422 and "channel dimension" in refused.value.message
+        assert all(f.result(30).prediction.answer == "v1" for i, f in enumerate(futures) if i != 1)
+    finally:
+        batcher.stop()
