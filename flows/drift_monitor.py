@@ -5,8 +5,7 @@
 `monitoring/` judge each against the production version, publishes the report as an artifact, and emits
 `mllmcl.drift.detected` with the decision (at most one per decision per `drift.cooldown_minutes`).
 
-`drift_stage` (the `on-drift` deployment that event triggers; one run at a time, a burst's extra events are
-cancelled, not queued) acts on the decision: a labelled batch of a new kind becomes a task (`task add`) and a
+`drift_stage` (the `on-drift` deployment that event triggers; one run at a time, later ones queued) acts on the decision: a labelled batch of a new kind becomes a task (`task add`) and a
 continual stage runs; known-task drift with labels re-runs the stage against the current data (the gate re-checks
 every task); an alert or a labelling request trains nothing.
 
@@ -16,6 +15,7 @@ every task); an alert or a labelling request trains nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
 
 STATE_FILE = ".monitor-state.json"  # under data/incoming/: traffic watermark, batches judged, cooldowns
@@ -43,14 +44,15 @@ def _save_state(paths: ProjectPaths, state: dict) -> None:
     tmp.replace(path)
 
 
-def new_batches(paths: ProjectPaths, judged: list[str]) -> list[Path]:
-    """data/incoming/<batch>/requests.jsonl not judged yet, oldest name first."""
+def new_batches(paths: ProjectPaths, judged: dict[str, str]) -> list[Path]:
+    """data/incoming/<batch>/requests.jsonl not judged yet in its current form, by name: a batch whose file changed
+    since (annotators filled in `to_label.jsonl` and dropped it back as requests.jsonl) is judged again."""
     if not paths.incoming.is_dir():
         return []
     return [
         p / LABELLED_BATCH
         for p in sorted(paths.incoming.iterdir())
-        if p.is_dir() and (p / LABELLED_BATCH).is_file() and p.name not in judged
+        if p.is_dir() and (p / LABELLED_BATCH).is_file() and judged.get(p.name) != _batch_signature(p / LABELLED_BATCH)
     ]
 
 
@@ -66,6 +68,23 @@ def task_name_for(batch_dir: Path) -> tuple[str, str | None]:
     if not name or not name[0].isalpha():
         name = f"task_{name}"
     return name[:32], None
+
+
+def cooldown_file(paths: ProjectPaths) -> Path:
+    """When each decision's last event was sent: shared by this flow and `mllmcl drift --emit`."""
+    return paths.incoming / ".cooldowns.json"
+
+
+def batch_folder(paths: ProjectPaths, batch: str) -> Path:
+    """The folder an event's `batch` names: an absolute path as given (`mllmcl drift --emit` on any file), else a
+    folder under data/incoming/."""
+    given = Path(batch)
+    return given if given.is_absolute() else paths.incoming / batch
+
+
+def _batch_signature(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _publish(name: str, document: dict) -> None:
@@ -110,10 +129,19 @@ def drift_monitor(
         logger.info(
             "%d new traffic requests: fewer than drift.min_batch=%d, waiting", len(rows), params.drift.min_batch
         )
-    for path in new_batches(paths, state.get("batches", [])):
+    batches = state.setdefault("batches", {})
+    for path in new_batches(paths, batches):
         work.append((path.parent.name, path))
     for name, source in work:
-        result, decision = monitor_batch(paths.root, params, source, name, monitor=monitor)
+        try:
+            result, decision = monitor_batch(paths.root, params, source, name, monitor=monitor)
+        except UserError as e:  # one bad batch is reported and set aside; it must not block the ones after it
+            logger.error("%s: not judged: %s", name, e)
+            judged[name] = {"action": "error", "kind": "none", "reason": str(e)}
+            if not isinstance(source, list):
+                batches[name] = _batch_signature(source)
+                _save_state(paths, state)
+            continue
         report = paths.drift_reports / f"{name}.json"
         document = json.loads(report.read_text()) if report.is_file() else {"decision": decision.to_json()}
         document["report"] = str(paths.drift_reports / f"{name}.html")
@@ -123,11 +151,14 @@ def drift_monitor(
         if isinstance(source, list):
             state["traffic_since"] = watermark
         else:
-            state.setdefault("batches", []).append(name)
+            batches[name] = _batch_signature(source)
         _save_state(paths, state)  # judged is judged, whatever happens to the event
         if not (emit and decision.triggers):
             continue
-        cooldowns = paths.incoming / ".cooldowns.json"
+        if decision.action == "new_task" and not isinstance(source, list):
+            # each new batch is its own task: the cooldown must tell them apart
+            decision = dataclasses.replace(decision, task=task_name_for(Path(source).parent)[0])
+        cooldowns = cooldown_file(paths)
         if not cooldown_allows(cooldowns, decision, params.drift.cooldown_minutes, record=False):
             logger.info(
                 "%s: same decision within drift.cooldown_minutes=%d: no new event", name, params.drift.cooldown_minutes
@@ -136,8 +167,6 @@ def drift_monitor(
         from flows.events import emit_drift_detected
 
         task = decision.task
-        if decision.action == "new_task" and not isinstance(source, list):
-            task, _ = task_name_for(Path(source).parent)
         event = emit_drift_detected(
             project,
             name,
@@ -178,14 +207,15 @@ def drift_stage(
         from mllmcl.config import load_params
         from mllmcl.data.tasks import add_labelled_batch
 
-        name, description = task_name_for(paths.incoming / batch)
+        folder = batch_folder(paths, batch)
+        name, description = task_name_for(folder)
         name = task or name
         if name in load_params(params_path).tasks:
             logger.info("task %s is already learned (an earlier event of this burst added it)", name)
         else:
             add_labelled_batch(
                 name,
-                paths.incoming / batch,
+                folder,
                 root=paths.root,
                 params_path=params_path,
                 description=description,
@@ -207,7 +237,7 @@ def main(args) -> int:
         print(f"{name}: {decision['kind']} -> {decision['action']} ({decision['reason']})")
     if not judged:
         print("nothing new to judge")
-    return 1 if any(d["action"] not in ("none", "wait") for d in judged.values()) else 0
+    return 1 if any(d["action"] not in ("none", "wait", "error") for d in judged.values()) else 0
 
 
 if __name__ == "__main__":

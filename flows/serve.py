@@ -1,6 +1,6 @@
 """Serve the deployments against a Prefect server: the continual stage on a cron schedule (`schedule.cron`), the drift
 monitor every `schedule.monitor_minutes`, and the drift-triggered stage that the monitor's `mllmcl.drift.detected`
-event starts (one run at a time: further events of the same burst are cancelled, not queued).
+event starts (one run at a time, the next queued; the monitor's cooldown already keeps a burst to one event).
 
     make prefect-server            # a local server on 127.0.0.1 (SQLite under .prefect/)
     python -m flows.serve          # in another shell, with PREFECT_API_URL pointing at it
@@ -43,6 +43,11 @@ def build_deployments(params, root: str):
                 name="drift-monitor",
                 interval=timedelta(minutes=sched.monitor_minutes),
                 parameters={"root": root},
+                # a slow run (the first builds the reference profile) must not overlap the next: both would judge the
+                # same traffic and emit twice
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+                ),
                 description="judge new traffic and incoming batches for drift (params.yaml schedule.monitor_minutes)",
             )
         )
@@ -66,7 +71,8 @@ def build_deployments(params, root: str):
                 )
             ],
             parameters={"root": root, "reason": "drift"},
-            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            # one stage at a time; distinct decisions (two new tasks) each get theirs, in turn
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
             description=f"act on a `{DRIFT_EVENT}` event: learn a new task or re-run the continual stage",
         )
     )

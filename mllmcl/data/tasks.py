@@ -170,14 +170,23 @@ def add_labelled_batch(
         rows.append(obj)
     if len(rows) < 2:
         raise DataError(f"{source}: {len(rows)} labelled request(s); a new task needs at least 2 (train and test)")
-    random.Random(f"{seed}:{name}").shuffle(rows)
-    n_test = min(len(rows) - 1, max(1, round(len(rows) * test_share)))
-    test, train = rows[:n_test], rows[n_test:]
+    # split by image, not by line: several questions about one image must not end up on both sides (validation's
+    # no_leakage rule would refuse the task, and the gate would measure memory)
+    groups: dict[str, list[dict]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.get("image") or f"text-{i}", []).append(r)
+    keys = sorted(groups)
+    if len(keys) < 2:
+        raise DataError(f"{source}: every request shows the same image; a new task needs at least 2 images")
+    random.Random(f"{seed}:{name}").shuffle(keys)
+    n_test = min(len(keys) - 1, max(1, round(len(keys) * test_share)))
+    test = [r for k in keys[:n_test] for r in groups[k]]
+    train = [r for k in keys[n_test:] for r in groups[k]]
     with tempfile.TemporaryDirectory(prefix=f".{name}-batch-") as tmp:
         tmp = Path(tmp)
         train_items = [
             {
-                "id": str(r.get("id", f"{name}-train-{i}")),
+                "id": str(r.get("id") or f"{name}-train-{i}"),
                 "image": r.get("image"),
                 "conversations": [
                     {"from": "human", "value": ("<image>\n" if r.get("image") else "") + r["question"]},
@@ -188,7 +197,7 @@ def add_labelled_batch(
         ]
         test_items = [
             {
-                "question_id": str(r.get("id", f"{name}-test-{i}")),
+                "question_id": str(r.get("id") or f"{name}-test-{i}"),
                 "image": r.get("image"),
                 "text": r["question"],
                 "answer": r["answer"],

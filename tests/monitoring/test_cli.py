@@ -190,4 +190,4 @@ def test_emit_without_a_prefect_server_is_a_user_error_and_starts_no_cooldown(pr
     assert _cli(project, batch, "--emit") == 2
     captured = capsys.readouterr()
     assert captured.out.startswith("novel: new_task") and "Prefect" in captured.err.strip().splitlines()[-1]
-    assert not (project / ".mllmcl/drift_events.json").exists()
+    assert not (project / "data/incoming/.cooldowns.json").exists()  # a failed emit starts no cooldown

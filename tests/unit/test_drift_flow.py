@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from flows.drift_monitor import new_batches, task_name_for
+from flows.drift_monitor import _batch_signature, new_batches, task_name_for
 from mllmcl.config import load_params
 from mllmcl.data.tasks import add_labelled_batch
 from mllmcl.errors import DataError
@@ -44,8 +44,13 @@ def test_the_monitor_picks_up_only_batches_it_has_not_judged(project):
     _batch(paths.incoming / "b1", 2)
     _batch(paths.incoming / "b2", 2)
     (paths.incoming / "traffic").mkdir()  # the traffic log folder is not a batch
-    assert [p.parent.name for p in new_batches(paths, [])] == ["b1", "b2"]
-    assert [p.parent.name for p in new_batches(paths, ["b1"])] == ["b2"]
+    assert [p.parent.name for p in new_batches(paths, {})] == ["b1", "b2"]
+    judged = {"b1": _batch_signature(paths.incoming / "b1" / "requests.jsonl")}
+    assert [p.parent.name for p in new_batches(paths, judged)] == ["b2"]
+    # annotators fill in the batch and drop it back: it is judged again
+    with (paths.incoming / "b1" / "requests.jsonl").open("a") as f:
+        f.write(json.dumps({"id": "r9", "image": "images/0.png", "question": "which shade?", "answer": "light"}) + "\n")
+    assert [p.parent.name for p in new_batches(paths, judged)] == ["b1", "b2"]
 
 
 def test_a_batch_is_learned_under_its_meta_name_or_a_legal_form_of_its_folder(tmp_path):
@@ -90,7 +95,20 @@ def test_only_training_decisions_start_the_drift_stage_one_at_a_time(project):
     trigger = on_drift.triggers[0]
     assert trigger.expect == {DRIFT_EVENT}
     assert set(trigger.match.root["mllmcl.action"]) == set(TRAINING_ACTIONS) == {"new_task", "refresh", "stage"}
-    assert on_drift.concurrency_limit == 1
-    assert str(on_drift.concurrency_options.collision_strategy.value) == "CANCEL_NEW"
+    assert on_drift.concurrency_limit == 1  # one stage at a time; a second new task waits its turn
+    assert str(on_drift.concurrency_options.collision_strategy.value) == "ENQUEUE"
     monitor = deployments["drift-monitor"]
+    assert monitor.concurrency_limit == 1  # a slow monitor run never overlaps the next one
+    assert str(monitor.concurrency_options.collision_strategy.value) == "CANCEL_NEW"
     assert monitor.schedules[0].schedule.interval.total_seconds() == params.schedule.monitor_minutes * 60
+
+
+def test_questions_about_one_image_stay_on_one_side_of_the_split(project):
+    batch = _batch(ProjectPaths(project).incoming / "pairs", 10)
+    lines = [json.loads(x) for x in (batch / "requests.jsonl").read_text().splitlines()]
+    doubled = lines + [{**x, "id": f"{x['id']}-again", "question": "which shade is it?"} for x in lines]
+    (batch / "requests.jsonl").write_text("".join(json.dumps(x) + "\n" for x in doubled))
+    raw = add_labelled_batch("pairs", batch, root=project, params_path=project / "params.yaml")
+    train, test = json.loads((raw / "train.json").read_text()), json.loads((raw / "test.json").read_text())
+    assert len(train) + len(test) == 20 and len(test) == 4  # 2 of 10 images held out, with both their questions
+    assert {t["image"] for t in train}.isdisjoint({t["image"] for t in test})

@@ -41,21 +41,23 @@ def _drift(args) -> int:
     report = out / f"{name}.html"
     print(f"{decision.line()}; {result.summary()}; report {report if report.exists() else out / (name + '.json')}")
     if decision.triggers and args.emit:
-        events = paths.state / "drift_events.json"
+        import dataclasses
+
+        from flows.drift_monitor import cooldown_file, task_name_for
+
+        events = cooldown_file(paths)  # the drift_monitor flow's: neither re-emits what the other just sent
+        if decision.action == "new_task":  # the batch's meta.json names it, else its folder
+            decision = dataclasses.replace(decision, task=task_name_for(args.incoming.parent)[0])
         if cooldown_allows(events, decision, params.drift.cooldown_minutes, record=False):
-            from flows.drift_monitor import task_name_for
             from flows.events import emit_drift_detected
 
-            task = decision.task
-            if decision.action == "new_task":  # the batch's meta.json names it, else its folder
-                task, _ = task_name_for(args.incoming.parent)
             event = emit_drift_detected(
                 args.project,
-                name,
+                str(args.incoming.resolve().parent),  # the folder the drift-triggered stage learns from
                 result.drift_share,
                 str(report),
                 action=decision.action,
-                task=task,
+                task=decision.task,
                 kind=decision.kind,
                 reason=decision.reason,
             )
