@@ -134,3 +134,26 @@ def make_project(root: Path) -> None:
     make_language(root / "data" / "tasks" / "language")
     build_base(root / "models" / "base")
     (root / "params.yaml").write_text(yaml.safe_dump(raw_params(), sort_keys=False))
+
+
+def train_models(root: Path, params: Params, tasks: tuple[str, ...] = TASKS) -> None:
+    """An expert per task, each from the base in root/models/base, then a router over them (what the DAG's training
+    stages do, in-process)."""
+    from mllmcl.continual.experts import train_expert
+    from mllmcl.continual.router import train_router
+    from mllmcl.paths import ProjectPaths
+
+    paths = ProjectPaths(root)
+    for task in tasks:
+        train_expert(
+            task,
+            params,
+            base_dir=paths.base,
+            data_dir=paths.task_data(task),
+            out_dir=paths.expert(task),
+            checkpoint_dir=paths.checkpoints(f"expert-{task}"),
+            progress=False,
+        )
+    train_router(
+        list(tasks), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router, progress=False
+    )

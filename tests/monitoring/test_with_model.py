@@ -18,26 +18,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained_root(tmp_path_factory):
     """A toy project (two square tasks + the language suite) with experts and a router trained briefly."""
-    from mllmcl.continual.experts import train_expert
-    from mllmcl.continual.router import train_router
-
     root = tmp_path_factory.mktemp("drift-model")
     toy.make_project(root)
-    paths = ProjectPaths(root)
-    params = toy.params(expert={"steps": 60, "lr": 3e-3}, router={"steps": 150, "lr": 3e-3})
-    for task in toy.TASKS:
-        train_expert(
-            task,
-            params,
-            base_dir=paths.base,
-            data_dir=paths.task_data(task),
-            out_dir=paths.expert(task),
-            checkpoint_dir=paths.checkpoints(f"expert-{task}"),
-            progress=False,
-        )
-    train_router(
-        list(toy.TASKS), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router, progress=False
-    )
+    toy.train_models(root, toy.params(expert={"steps": 60, "lr": 3e-3}, router={"steps": 150, "lr": 3e-3}))
     return root
 
 

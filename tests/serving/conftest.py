@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from mllmcl.config import parse_params
-from mllmcl.paths import ProjectPaths
 from tests import toy
 
 SERVE = {"max_batch": 8, "max_wait_ms": 60, "max_image_bytes": 200_000, "max_question_chars": 500, "keep_images": True}
@@ -36,8 +35,6 @@ class Counting:
 def serving_project(toy_root, tmp_path_factory):
     """(root, params): the toy base and data copied, experts for both toy tasks and a router trained into models/,
     a local registry at registry/ (empty)."""
-    from mllmcl.continual.experts import train_expert
-    from mllmcl.continual.router import train_router
 
     root = tmp_path_factory.mktemp("serving-project")
     shutil.copytree(toy_root / "models" / "base", root / "models" / "base")
@@ -48,20 +45,7 @@ def serving_project(toy_root, tmp_path_factory):
     raw["serve"].update(SERVE)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = parse_params(raw)
-    paths = ProjectPaths(root)
-    for task in toy.TASKS:
-        train_expert(
-            task,
-            params,
-            base_dir=paths.base,
-            data_dir=paths.task_data(task),
-            out_dir=paths.expert(task),
-            checkpoint_dir=paths.checkpoints(f"expert-{task}"),
-            progress=False,
-        )
-    train_router(
-        list(toy.TASKS), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router, progress=False
-    )
+    toy.train_models(root, params)
     return root, params
 
 
