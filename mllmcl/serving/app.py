@@ -117,8 +117,15 @@ def create_app(
             raise RequestError(415, f"Content-Type {content_type!r}: send application/json or multipart/form-data")
         else:
             items, batch = await run_in_threadpool(parse_json, body, config, arrived)
-        futures = [asyncio.wrap_future(batcher.submit(item)) for item in items]
-        answers = await asyncio.gather(*futures)
+        submitted = []
+        try:
+            for item in items:
+                submitted.append(batcher.submit(item))
+        except Busy:  # a batch is all or nothing: what was queued of it is withdrawn, so a retry does no work twice
+            for future in submitted:
+                future.cancel()
+            raise
+        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in submitted))
         if batch:
             return {"predictions": [a.response() for a in answers]}
         return answers[0].response()
