@@ -139,21 +139,28 @@ def make_project(root: Path) -> None:
 def train_models(root: Path, params: Params, tasks: tuple[str, ...] = TASKS) -> None:
     """An expert per task, each from the base in root/models/base, then a router over them (what the DAG's training
     stages do, in-process)."""
-    from mllmcl.continual.experts import train_expert
     from mllmcl.continual.router import train_router
     from mllmcl.paths import ProjectPaths
 
     paths = ProjectPaths(root)
     for task in tasks:
-        train_expert(
-            task,
-            params,
-            base_dir=paths.base,
-            data_dir=paths.task_data(task),
-            out_dir=paths.expert(task),
-            checkpoint_dir=paths.checkpoints(f"expert-{task}"),
-            progress=False,
-        )
+        train_one_expert(paths, task, params)
     train_router(
         list(tasks), params, base_dir=paths.base, tasks_dir=paths.tasks_dir, out_dir=paths.router, progress=False
+    )
+
+
+def train_one_expert(paths, task: str, params: Params, **kw):
+    """One expert from the base, in-process, as the train_expert stage would (its resumable checkpoint included)."""
+    from mllmcl.continual.experts import train_expert
+
+    return train_expert(
+        task,
+        params,
+        base_dir=paths.base,
+        data_dir=paths.task_data(task),
+        out_dir=paths.expert(task),
+        checkpoint_dir=paths.checkpoints(f"expert-{task}"),
+        progress=False,
+        **kw,
     )

@@ -292,12 +292,14 @@ def train_router(
     return result
 
 
+def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:
+    """(image or None, question) of a labelled record; a base-labelled record lives in its suite's folder (`_task`)."""
+    folder = Path(tasks_dir) / rec.get("_task", label)
+    return (open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"])
+
+
 def _image_requests(labelled: list[tuple[str, dict]], tasks_dir: Path) -> list[tuple[str, tuple]]:
-    out = []
-    for label, rec in labelled:
-        if rec.get("image"):
-            out.append((label, (open_image(Path(tasks_dir) / label / rec["image"]), rec["question"])))
-    return out
+    return [(label, _request(label, rec, tasks_dir)) for label, rec in labelled if rec.get("image")]
 
 
 def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
@@ -360,11 +362,7 @@ def load_pool(router_dir: Path) -> tuple[list[PoolEntry], dict]:
 def evaluate_router(router: Router, labelled: list[tuple[str, dict]], tasks_dir: Path) -> dict:
     """Held-out routing accuracy per task, for the base fallback, and the confusion counts."""
     t0 = time.perf_counter()
-    requests = []
-    for label, rec in labelled:
-        folder = Path(tasks_dir) / rec.get("_task", label)
-        requests.append((open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"]))
-    routes = router.route(requests)
+    routes = router.route([_request(label, rec, tasks_dir) for label, rec in labelled])
     confusion: dict[str, dict[str, int]] = {}
     for (label, _), route in zip(labelled, routes):
         row = confusion.setdefault(label, {})

@@ -13,20 +13,7 @@ from mllmcl.errors import ModelLoadError
 from mllmcl.paths import ProjectPaths
 from tests import toy
 
-
-def _train(paths: ProjectPaths, task: str, params, **kw):
-    from mllmcl.continual.experts import train_expert
-
-    return train_expert(
-        task,
-        params,
-        base_dir=paths.base,
-        data_dir=paths.task_data(task),
-        out_dir=paths.expert(task),
-        checkpoint_dir=paths.checkpoints(f"expert-{task}"),
-        progress=False,
-        **kw,
-    )
+_train = toy.train_one_expert
 
 
 def _hashes(folder: Path) -> dict[str, str]:
