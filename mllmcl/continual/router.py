@@ -19,7 +19,7 @@ from mllmcl.continual.open_set import NoveltyProfile, compact
 from mllmcl.data import records as rec_io
 from mllmcl.errors import DataError, ModelLoadError
 from mllmcl.model.batching import Encoded, collate, encode, open_image
-from mllmcl.model.embeddings import image_token_id, pooled_image_embeddings
+from mllmcl.model.embeddings import decoder_input_embeddings, image_token_id, pooled_image_embeddings
 from mllmcl.model.loading import Prompting
 
 POOL_FILE = "pool.json"
@@ -165,7 +165,7 @@ class Router:
                 batch = collate([self.encode(*r) for r in chunk], self.prompting.tokenizer.pad_token_id)
                 batch.pop("labels")
                 batch = {k: v.to(device) for k, v in batch.items()}
-                hidden = self.model(**batch, output_hidden_states=True).hidden_states[0]
+                hidden = decoder_input_embeddings(self.model, batch)  # the router's LoRA never changes these
                 for e in pooled_image_embeddings(hidden, batch["input_ids"], self.image_token):
                     out.append(None if e is None else compact(e[None, :])[0])
         return out

@@ -34,6 +34,37 @@ def pooled_image_embeddings(inputs_embeds, input_ids, token_id: int | None) -> l
     return out
 
 
+class _Stop(Exception):
+    """Raised by the decoder's pre-hook once it holds the input embeddings: the decoder itself never runs."""
+
+
+def decoder_input_embeddings(model, batch: dict):
+    """hidden_states[0] of a forward pass (the decoder's input embeddings, image features merged in) without running
+    the decoder: the vision tower and projector are all it costs. Architectures that do not pass `inputs_embeds` to
+    their decoder get a full forward pass instead."""
+    import torch
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if decoder is None:
+        return model(**batch, output_hidden_states=True).hidden_states[0]
+    captured = {}
+
+    def grab(_module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if isinstance(embeds, torch.Tensor):
+            captured["embeds"] = embeds
+            raise _Stop
+
+    handle = decoder.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        model(**batch)
+    except _Stop:
+        return captured["embeds"]
+    finally:
+        handle.remove()
+    return model(**batch, output_hidden_states=True).hidden_states[0]
+
+
 def question_embeddings(model, tokenizer, questions: Sequence[str]):
     """(n, hidden) float32: mean token embedding of each question (an empty question: zeros)."""
     import numpy as np

@@ -172,3 +172,27 @@ def test_base_inspect_prints_what_auto_resolves_to(models, capsys):
     assert main(["base", "inspect", str(models["qwen2_vl"])]) == 0
     out = capsys.readouterr().out
     assert "projector: merger" in out and "own positions: yes" in out and "without its video processor" in out
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_image_embeddings_without_the_decoder_equal_the_full_forwards(name, models):
+    """The open set and drift read the decoder's input embeddings; stopping the forward at the decoder (what makes
+    fitting the open set cheap) gives exactly the full pass's hidden_states[0]."""
+    import torch
+
+    from mllmcl.model.batching import add_positions, collate, encode
+    from mllmcl.model.embeddings import decoder_input_embeddings
+    from mllmcl.model.loading import Prompting, load_base
+
+    model, processor = load_base(str(models[name]))
+    prompting = Prompting.for_model(model, processor)
+    items = [encode(prompting, "what is it?", _image(64, 64, (200, 30, 30))), encode(prompting, "and this?", None)]
+    batch = add_positions(model, collate(items, prompting.tokenizer.pad_token_id))
+    batch.pop("labels", None)
+    decoder_runs = []
+    model.get_decoder().register_forward_hook(lambda *_: decoder_runs.append(1))
+    with torch.no_grad():
+        full = model(**batch, output_hidden_states=True).hidden_states[0]
+        early = decoder_input_embeddings(model, batch)
+    assert torch.equal(early, full)
+    assert len(decoder_runs) == 1, "the decoder ran for the embeddings too"
