@@ -35,17 +35,38 @@ def _stage_kind(stage: str) -> str:
 
 
 @task(name="dvc-stage", retries=0)
-def run_stage(root: str, stage: str, stale: bool) -> dict:
-    """One DVC stage. Cached stages return at once; DVC itself decides what is up to date."""
+def run_stage(root: str, stage: str, stale: bool, pull: bool = False) -> dict:
+    """One DVC stage. Cached stages return at once; DVC itself decides what is up to date. `pull`: a stage that a
+    worker ran is restored from the run-cache (its outputs pulled), not run again."""
     logger = get_run_logger()
     if not stale:
         logger.info("%s: up to date (DVC cache)", stage)
         return {"stage": stage, "ran": False, "seconds": 0.0}
     t0 = time.perf_counter()
-    output = dag.repro_stage(Path(root), stage)
+    output = dag.repro_stage(Path(root), stage, pull=pull)
     for line in output.strip().splitlines()[-30:]:
         logger.info("%s | %s", stage, line)
-    return {"stage": stage, "ran": True, "seconds": round(time.perf_counter() - t0, 2)}
+    restored = dag.restored_from_run_cache(output)
+    if restored:
+        logger.info("%s: restored from the run-cache (not run here)", stage)
+    return {"stage": stage, "ran": True, "restored": restored, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _distributable(stages: list[str], stale: set[str]) -> list[str]:
+    """Stale stages that depend on nothing but shared inputs and never on each other: the experts."""
+    return [s for s in stages if _stage_kind(s) == "train_expert" and s in stale]
+
+
+def _run_upstream(project: Path, stages, stale, fan_out, summary, retries, delay) -> set[str]:
+    """Run here, in order, every stale stage the fanned-out stages depend on; returns the stale set after them."""
+    upstream = dag.upstream_stages(project, fan_out)
+    for stage in stages:
+        if stage in upstream:
+            result = _stage_task(stage, retries, delay)(str(project), stage, stage in stale)
+            summary["stages"].append(result)
+            if result["ran"]:
+                stale = dag.stale_stages(project)
+    return stale
 
 
 def _stage_task(stage: str, retries: int, retry_delay: float):
@@ -112,11 +133,32 @@ def continual_stage(
         stages = dag.stage_order(project)
         stale = dag.stale_stages(project)
         logger.info("%d stages, %d stale: %s", len(stages), len(stale & set(stages)), sorted(stale & set(stages)))
+        fan_out = _distributable(stages, stale) if params.cluster.enabled else []
+        if fan_out:
+            if not remote:
+                raise dvc_cli.DvcError(
+                    "cluster.enabled: workers share data only through a DVC remote; set storage.dvc_remote"
+                )
+            stale = _run_upstream(project, stages, stale, fan_out, summary, stage_retries, retry_delay_seconds)
+            logger.info("dvc push (workers pull the inputs of %s)", ", ".join(fan_out))
+            dag.push(project)
+            from flows.cluster import run_distributed
+
+            summary["distributed"] = run_distributed(project, fan_out, params.cluster)
+            dag.fetch_run_cache(project)
         for stage in stages:
-            result = _stage_task(stage, stage_retries, retry_delay_seconds)(str(project), stage, stage in stale)
+            if any(s["stage"] == stage for s in summary["stages"]):
+                continue
+            result = _stage_task(stage, stage_retries, retry_delay_seconds)(
+                str(project), stage, stage in stale, bool(fan_out)
+            )
             summary["stages"].append(result)
             if result["ran"]:
                 stale = dag.stale_stages(project)  # a stage that ran may leave downstream stale
+        for stage in fan_out:
+            done = next(s for s in summary["stages"] if s["stage"] == stage)
+            if not done.get("restored"):
+                logger.warning("%s ran on a worker but was not restored from the run-cache here", stage)
         gate = _read_json(ProjectPaths(project).gate_json)
         if gate is None:
             raise RuntimeError("the DAG finished without metrics/gate.json")

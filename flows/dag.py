@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from flows.dvc_cli import DvcError, dvc, has_remote, pull, push, tail
 
-__all__ = ["DvcError", "dvc", "has_remote", "pull", "push", "repro_stage", "stage_order", "stale_stages"]
+__all__ = [
+    "DvcError",
+    "StageInputs",
+    "dvc",
+    "fetch_run_cache",
+    "has_remote",
+    "pull",
+    "push",
+    "repro_stage",
+    "stage_inputs",
+    "stage_order",
+    "stale_stages",
+    "upstream_stages",
+]
 
 
 def stage_order(root: Path) -> list[str]:
@@ -39,9 +53,81 @@ def stale_stages(root: Path) -> set[str]:
     return set(json.loads(out)) if out else set()
 
 
-def repro_stage(root: Path, stage: str) -> str:
-    """Reproduce one stage (only if stale; its upstream is assumed done). Returns its output for the logs."""
-    proc = dvc(root, "repro", "--single-item", stage)
+def repro_stage(root: Path, stage: str, pull: bool = False) -> str:
+    """Reproduce one stage (only if stale; its upstream is assumed done). Returns its output for the logs. `pull`:
+    outputs DVC finds in its run-cache (a worker trained them) are pulled from the remote instead of recomputed."""
+    proc = dvc(root, "repro", "--single-item", *(["--pull"] if pull else []), stage)
     if proc.returncode != 0:
         raise DvcError(f"stage {stage} failed:\n{tail(proc)}")
     return (proc.stdout or "") + (proc.stderr or "")
+
+
+RESTORED = "is cached - skipping run"  # what `dvc repro` prints when it restores a stage from the run-cache
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stages `dvc repro` actually executed, from its own output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.strip().startswith("Running stage '")]
+
+
+def restored_from_run_cache(output: str) -> bool:
+    """Whether `dvc repro` output says the stage was restored from the run-cache rather than run."""
+    return RESTORED in output
+
+
+def fetch_run_cache(root: Path) -> str:
+    """The remote's run-cache entries (which stage runs exist, keyed by their inputs): `repro --pull` then restores
+    a stage a worker already ran."""
+    return dvc(root, "fetch", "--run-cache", check=True).stdout
+
+
+def _stages_by_address(root: Path, repo):
+    from dvc.stage import PipelineStage
+
+    return {_address(root, s): s for s in repo.index.graph if isinstance(s, PipelineStage)}
+
+
+def upstream_stages(root: Path, stages: list[str]) -> set[str]:
+    """Pipeline stages that `stages` depend on, directly or not (the stages themselves excluded)."""
+    import networkx as nx
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    with Repo(str(root)) as repo:
+        by_address = _stages_by_address(root, repo)
+        out: set[str] = set()
+        for name in stages:
+            out |= {
+                _address(root, s)
+                for s in nx.descendants(repo.index.graph, by_address[name])
+                if isinstance(s, PipelineStage)
+            }
+        return out - set(stages)
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What a checkout without this workspace's files needs before it can run one stage."""
+
+    pull: list[str]  # deps DVC caches (outputs of other stages, `dvc add`ed data): `dvc pull` them
+    copy: list[str]  # deps that are uncached outputs (validation reports): they travel with the checkout
+
+
+def stage_inputs(root: Path, stage: str) -> StageInputs:
+    """Split a stage's deps into what a worker pulls from the remote and what must be copied to it; code and
+    params are neither (git carries them)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        target = _stages_by_address(root, repo)[stage]
+        outs = {}
+        for s in repo.index.stages:
+            for out in s.outs:
+                outs[os.path.relpath(out.fs_path, root)] = out.use_cache
+        pull, copy = [], []
+        for dep in target.deps:
+            rel = os.path.relpath(dep.fs_path, root)
+            inside = {p: cached for p, cached in outs.items() if p == rel or p.startswith(rel + os.sep)}
+            pull += [p for p, cached in inside.items() if cached]
+            copy += [p for p, cached in inside.items() if not cached]
+        return StageInputs(pull=sorted(set(pull)), copy=sorted(set(copy)))

@@ -4,6 +4,7 @@ from mllmcl.config.loader import describe, load_params, parse_params
 from mllmcl.config.schema import (
     AdapterConfig,
     BaseConfig,
+    ClusterConfig,
     ComputeConfig,
     DataConfig,
     DriftConfig,
@@ -21,6 +22,7 @@ from mllmcl.errors import ConfigError
 __all__ = [
     "AdapterConfig",
     "BaseConfig",
+    "ClusterConfig",
     "ComputeConfig",
     "ConfigError",
     "DataConfig",

@@ -334,6 +334,28 @@ class ComputeConfig(Section):
     )
 
 
+class ClusterConfig(Section):
+    """Where the continual-stage flow runs independent stages (every stale expert): this process, one after another,
+    or Dask workers, each in its own checkout that shares only the DVC remote (and its run-cache) with this one."""
+
+    enabled: bool = Field(False, description="fan stale experts out to Dask workers (needs storage.dvc_remote)")
+    address: str | None = Field(
+        None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; null = a local cluster started for the stage"
+    )
+    workers: PositiveInt = Field(2, description="workers of the local cluster (ignored with an address)")
+    cpus_per_stage: PositiveInt = Field(1, description="CPU threads one worker gives one expert (Dask resource CPU)")
+    gpus_per_stage: NonNegativeInt = Field(0, description="GPUs one expert needs (Dask resource GPU; 0 = none)")
+    scratch: str | None = Field(None, description="workers' folder for checkouts and their DVC cache; null = temp")
+    retries: NonNegativeInt = Field(2, description="a stage that fails on a worker is run again this many times")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|tls|ucx|inproc)://", value):
+            raise ValueError(f"cluster.address: {value!r} is not a Dask scheduler address such as tcp://host:8786")
+        return value
+
+
 class Params(Section):
     """The whole pipeline configuration."""
 
@@ -354,6 +376,7 @@ class Params(Section):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, validate_by_name=True, validate_by_alias=True

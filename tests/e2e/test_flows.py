@@ -94,12 +94,12 @@ def test_a_transient_training_failure_is_retried(project, monkeypatch):
     real = dag.repro_stage
     calls = {"n": 0}
 
-    def flaky(root, stage):
+    def flaky(root, stage, pull=False):
         if stage == "train_router":
             calls["n"] += 1
             if calls["n"] == 1:
                 raise dag.DvcError("simulated transient failure (worker lost)")
-        return real(root, stage)
+        return real(root, stage, pull=pull)
 
     monkeypatch.setattr(dag, "repro_stage", flaky)
     monkeypatch.setattr(dag, "stale_stages", lambda root: {"train_router"})
@@ -116,7 +116,7 @@ def test_two_concurrent_stages_never_overlap(project, monkeypatch):
     inside = threading.Event()
     release = threading.Event()
 
-    def slow(root, stage):
+    def slow(root, stage, pull=False):
         inside.set()
         release.wait(timeout=60)
         return ""
