@@ -96,7 +96,14 @@ def _dvc(*args: str) -> list[str]:
 
 
 @task(name="worker-stage", cache_policy=NO_CACHE)
-def run_on_worker(workspace: bytes, stage: str, inputs: dag.StageInputs, scratch: str | None, threads: int) -> dict:
+def run_on_worker(
+    workspace: bytes,
+    stage: str,
+    inputs: dag.StageInputs,
+    scratch: str | None,
+    threads: int,
+    remote_folder: str | None = None,
+) -> dict:
     """Run one DVC stage in a fresh checkout on this worker and push its outputs and run-cache entry to the remote."""
     logger = get_run_logger()
     try:
@@ -109,7 +116,10 @@ def run_on_worker(workspace: bytes, stage: str, inputs: dag.StageInputs, scratch
     checkout = root / "checkouts" / f"{stage.replace('@', '-').replace('/', '_')}-{uuid.uuid4().hex[:8]}"
     snapshot.unpack(workspace, checkout)
     # no git in a checkout; one DVC cache per worker machine, shared by its checkouts
-    (checkout / ".dvc" / "config.local").write_text(f"[core]\n    no_scm = true\n[cache]\n    dir = {root / 'cache'}\n")
+    local = f"[core]\n    no_scm = true\n[cache]\n    dir = {root / 'cache'}\n"
+    if remote_folder:  # a folder remote is relative to the workspace's .dvc/config: name it absolutely here
+        local += f"['remote \"{dvc_cli.REMOTE}\"']\n    url = {remote_folder}\n"
+    (checkout / ".dvc" / "config.local").write_text(local)
     _set_threads(checkout, threads)
     marker = {"stage": stage, "worker": address, "host": socket.gethostname(), "pid": os.getpid()}
     (checkout / MARKER).write_text(json.dumps(marker))
@@ -142,7 +152,7 @@ def run_on_worker(workspace: bytes, stage: str, inputs: dag.StageInputs, scratch
 
 
 @flow(name="distributed_stages")
-def distributed_stages(root: str, stages: list[str], cfg: dict) -> list[dict]:
+def distributed_stages(root: str, stages: list[str], cfg: dict, remote_folder: str | None = None) -> list[dict]:
     """Fan `stages` (independent of each other, their upstream already done and pushed) out to the task runner's
     workers and wait for all; a stage whose worker dies is rescheduled by Dask, one that fails is retried."""
     project = Path(root)
@@ -162,7 +172,7 @@ def distributed_stages(root: str, stages: list[str], cfg: dict) -> list[dict]:
     with dask.annotate(**annotations):
         futures = [
             job.with_options(task_run_name=f"worker:{s}").submit(
-                workspace, s, inputs[s], cluster.scratch, cluster.cpus_per_stage
+                workspace, s, inputs[s], cluster.scratch, cluster.cpus_per_stage, remote_folder
             )
             for s in stages
         ]
@@ -173,8 +183,9 @@ def _where(cluster: ClusterConfig) -> str:
     return cluster.address or f"a local cluster of {cluster.workers} workers"
 
 
-def run_distributed(project: Path, stages: list[str], cluster: ClusterConfig) -> list[dict]:
-    """Run `distributed_stages` as a subflow on the configured Dask cluster (a local one is started and stopped)."""
+def run_distributed(project: Path, stages: list[str], cluster: ClusterConfig, remote: str | None) -> list[dict]:
+    """Run `distributed_stages` as a subflow on the configured Dask cluster (a local one is started and stopped).
+    `remote`: storage.dvc_remote; a folder there is only reachable by workers that share this machine's disk."""
     from prefect.context import get_run_context
 
     try:
@@ -182,6 +193,7 @@ def run_distributed(project: Path, stages: list[str], cluster: ClusterConfig) ->
     except Exception:
         api_url = None
     runner = task_runner(cluster, api_url=api_url.rstrip("/") if api_url else None)
+    folder = str((project / remote).resolve()) if remote and "://" not in remote else None
     return distributed_stages.with_options(task_runner=runner)(
-        root=str(project), stages=stages, cfg=cluster.model_dump()
+        root=str(project), stages=stages, cfg=cluster.model_dump(), remote_folder=folder
     )

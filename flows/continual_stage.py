@@ -144,7 +144,7 @@ def continual_stage(
             dag.push(project)
             from flows.cluster import run_distributed
 
-            summary["distributed"] = run_distributed(project, fan_out, params.cluster)
+            summary["distributed"] = run_distributed(project, fan_out, params.cluster, params.storage.dvc_remote)
             dag.fetch_run_cache(project)
         for stage in stages:
             if any(s["stage"] == stage for s in summary["stages"]):
