@@ -38,6 +38,27 @@ def context(args: argparse.Namespace):
     return params, ProjectPaths(Path(args.root))
 
 
+def data_parallel(params, module: str) -> int | None:
+    """`compute.gpus` > 1: run this stage again under `accelerate launch`, one process per GPU, and return its exit
+    code; None when this process should train itself (one GPU, or already one rank of a launched run)."""
+    import subprocess
+
+    from mllmcl.errors import ConfigError
+    from mllmcl.model.compute import launch_command, mixed_precision, world
+
+    gpus = params.compute.gpus
+    if gpus <= 1 or world()[1] > 1:
+        return None
+    import torch
+
+    found = torch.cuda.device_count()
+    if found < gpus:
+        raise ConfigError(f"compute.gpus: {gpus}, but torch sees {found} CUDA device(s) here; set compute.gpus: 1")
+    cmd = launch_command(gpus, module, sys.argv[1:], mixed_precision(params.compute.mixed_precision))
+    print("data parallel:", " ".join(cmd), flush=True)
+    return subprocess.run(cmd).returncode
+
+
 def run(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:
     sys.exit(_run(main, args))
 

@@ -1,6 +1,6 @@
 """Stage `train_expert@<task>`: one LoRA expert for the task, trained from the base (never from another expert)."""
 
-from stages._common import context, parser, path_arg, run
+from stages._common import context, data_parallel, parser, path_arg, run
 
 
 def main(args) -> int:
@@ -8,6 +8,9 @@ def main(args) -> int:
     from mllmcl.continual.experts import train_expert
 
     params, paths = context(args)
+    launched = data_parallel(params, "stages.train_expert")
+    if launched is not None:  # compute.gpus > 1: the launched ranks trained and saved
+        return launched
     s = train_expert(
         args.task,
         params,
@@ -16,6 +19,8 @@ def main(args) -> int:
         out_dir=args.out or paths.expert(args.task),
         checkpoint_dir=paths.checkpoints(f"expert-{args.task}"),
     )
+    if s is None:  # a helper rank of a data-parallel run: rank 0 reports
+        return 0
     print(
         f"expert {args.task}: accuracy {s.expert_accuracy:.3f} (base zero-shot {s.base_accuracy:.3f}), "
         f"{s.train_seconds:.0f} s, {s.trainable_params} trainable params"

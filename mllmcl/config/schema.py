@@ -332,6 +332,12 @@ class ComputeConfig(Section):
     threads: PositiveInt | Literal["auto"] = Field(
         "auto", description="torch CPU threads; 'auto' = the cores not busy when the stage starts"
     )
+    gpus: PositiveInt = Field(
+        1, description="GPUs one training stage uses; above 1 the stage runs under `accelerate launch` (data parallel)"
+    )
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        "auto", description="'auto' = bf16 on a CUDA device that supports it, full precision otherwise"
+    )
 
 
 class ClusterConfig(Section):

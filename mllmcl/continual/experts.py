@@ -14,6 +14,7 @@ from mllmcl.config import Params
 from mllmcl.data import records as rec_io
 from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
 from mllmcl.model.batching import encode_records
+from mllmcl.model.compute import is_main_process
 from mllmcl.model.generation import score_records
 from mllmcl.model.loading import Prompting, load_base, resolve_base
 from mllmcl.model.training import TrainStats, train
@@ -69,15 +70,21 @@ def train_expert(
     checkpoint_dir: Path | None = None,
     stop_after: int | None = None,
     progress: bool = True,
-) -> ExpertStats:
-    """Train task's LoRA expert from the base on `data_dir`'s train split and save it to `out_dir` (atomically)."""
+) -> ExpertStats | None:
+    """Train task's LoRA expert from the base on `data_dir`'s train split and save it to `out_dir` (atomically).
+    Returns None on the helper ranks of a data-parallel run (only rank 0 evaluates and saves)."""
     cfg = params.expert
     train_records = rec_io.read_records(data_dir / "train.jsonl")
     test_records = rec_io.read_records(data_dir / "test.jsonl")
 
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
-    base_acc, _ = score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
+    main = is_main_process()  # under `accelerate launch` the other ranks only help train
+    base_acc = (
+        score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)[0]
+        if main
+        else float("nan")
+    )
 
     examples = encode_records(prompting, train_records, data_dir, with_answers=True)
     adapter = lora_config(cfg, model, role="expert")
@@ -98,8 +105,11 @@ def train_expert(
         stop_after=stop_after,
         progress=progress,
         fingerprint_extra={"inputs": fingerprint, "lora": adapter_fingerprint},
+        precision=params.compute.mixed_precision,
     )
     train_seconds = time.perf_counter() - t0
+    if not main:
+        return None
     expert_acc, _ = score_records(peft_model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
     result = ExpertStats(
         task=task,

@@ -272,6 +272,7 @@ def train_router(
         desc="router",
         progress=progress,
         fingerprint_extra={"pool": [asdict(e) for e in pool]},
+        precision=params.compute.mixed_precision,
     )
     router = Router(
         peft_model,

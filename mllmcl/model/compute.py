@@ -61,3 +61,44 @@ def set_threads(threads: int | str) -> int:
     n = resolve_threads(threads)
     torch.set_num_threads(n)
     return n
+
+
+def world() -> tuple[int, int]:
+    """(rank, processes) of this training process: (0, 1) unless started by `accelerate launch`/torchrun."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Only rank 0 evaluates and writes models and stats; the other ranks only help train."""
+    return world()[0] == 0
+
+
+def mixed_precision(setting: str) -> str:
+    """`compute.mixed_precision` for Accelerate: `auto` = bf16 where the CUDA device supports it, else full precision."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def launch_command(gpus: int, module: str, argv: list[str], precision: str, *, cpu: bool = False) -> list[str]:
+    """`accelerate launch` of `python -m module argv` on `gpus` processes (data parallel, one GPU each). `cpu`: the same
+    ranks on CPU through torchrun (gloo), which Accelerate picks up as multi-CPU: how tests check the path on a
+    machine without GPUs (`accelerate launch --cpu` starts only one process)."""
+    import sys
+
+    if cpu:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={gpus}",
+            "-m",
+            module,
+            *argv,
+        ]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus)]
+    cmd += ["--num_machines", "1", "--mixed_precision", precision, "--dynamo_backend", "no"]
+    return [*cmd, "--module", module, *argv]

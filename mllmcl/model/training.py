@@ -30,6 +30,8 @@ class TrainStats:
     examples: int
     config: dict
     threads: int = 0  # torch CPU threads the run used (compute.threads: auto picks the free cores)
+    processes: int = 1  # data-parallel processes (compute.gpus under accelerate launch)
+    precision: str = "no"  # mixed precision the run used (bf16 on a CUDA device that supports it)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -125,19 +127,26 @@ def train(
     stop_after: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
     fingerprint_extra: dict | None = None,
+    precision: str = "no",
 ) -> TrainStats:
     """Train the parameters of `model` that require grad.
 
     `stop_after` ends the run early (after a checkpoint) - the way tests simulate an interruption.
-    `fingerprint_extra` identifies the inputs (data, base) so a checkpoint of other inputs is never resumed."""
+    `fingerprint_extra` identifies the inputs (data, base) so a checkpoint of other inputs is never resumed.
+    `precision`: compute.mixed_precision (`auto`: bf16 on CUDA devices that support it)."""
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     if not examples:
         raise DataError("no training examples")
+    from mllmcl.model.compute import mixed_precision as resolve_precision
+
     seed_everything(cfg.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(precision))
+    # data parallel (accelerate launch): every rank takes its share of each step's batch, so the global batch and
+    # the example order stay those of one process; DDP averages the gradients
+    rank, ranks = accelerator.process_index, accelerator.num_processes
     params = [p for _, p in _trainable(model)]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     fingerprint = json.dumps(
@@ -149,10 +158,17 @@ def train(
     batches = batch_order(len(examples), cfg)
     losses: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc=desc,
+        disable=not (progress and accelerator.is_main_process),
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     for step in range(start, cfg.steps):
-        batch = collate([examples[i] for i in batches[step]], pad_id)
-        batch = add_positions(model, {k: v.to(accelerator.device) for k, v in batch.items()})
+        batch = collate([examples[i] for i in batches[step][rank::ranks]], pad_id)
+        batch = add_positions(accelerator.unwrap_model(model), {k: v.to(accelerator.device) for k, v in batch.items()})
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(**batch).loss
@@ -169,14 +185,17 @@ def train(
             on_step(step, losses[-1])
         done = step + 1
         if checkpoint_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            _save_checkpoint(Path(checkpoint_dir), accelerator.unwrap_model(model), optimizer, done, fingerprint)
+            if accelerator.is_main_process:
+                _save_checkpoint(Path(checkpoint_dir), accelerator.unwrap_model(model), optimizer, done, fingerprint)
+            accelerator.wait_for_everyone()
         if stop_after is not None and done >= stop_after:
             bar.close()
             raise TrainingInterrupted(done)
     bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
-    if checkpoint_dir:
+    accelerator.wait_for_everyone()
+    if checkpoint_dir and accelerator.is_main_process:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     tail = losses[-20:] or [float("nan")]
     return TrainStats(
@@ -188,6 +207,8 @@ def train(
         examples=len(examples),
         config=training_fields(cfg),
         threads=torch.get_num_threads(),
+        processes=ranks,
+        precision=accelerator.mixed_precision,
     )
 
 
