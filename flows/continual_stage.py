@@ -1,7 +1,8 @@
 """The `continual_stage` Prefect flow: one continual-learning stage around the DVC DAG.
 
 lock -> dvc pull (if a remote is configured) -> every DVC stage in topological order, each its own Prefect
-task (training stages retried) -> read the gate -> publish the gate report and per-task table as
+task (training stages retried; with `cluster.enabled`, stale experts first train on Dask workers and are then
+restored here from DVC's run-cache, see flows.cluster) -> read the gate -> publish the gate report and per-task table as
 artifacts -> optional human approval -> promote on pass -> dvc push -> summary."""
 
 from __future__ import annotations
