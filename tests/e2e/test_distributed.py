@@ -19,17 +19,6 @@ from tests import pipeline_project as pp
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _kill_first_running_stage(scratch, killed: dict, stop: threading.Event) -> None:
     """Wait until a worker is training a stage, then kill that worker and the stage's processes (the machine is gone)."""
     while not stop.is_set():

@@ -4,7 +4,6 @@ validation failure, retries, the stage lock, and the approval pause."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -13,17 +12,6 @@ import pytest
 from tests import pipeline_project as pp
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")
