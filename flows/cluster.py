@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import dag, dvc_cli, snapshot
 from mllmcl.config import ClusterConfig
+from mllmcl.data.tasks import edit_params
 
 MARKER = ".mllmcl-worker.json"  # in each checkout: which worker runs which stage (operators and tests read it)
 
@@ -37,6 +37,11 @@ def scratch_root(scratch: str | None) -> Path:
     return Path(scratch) if scratch else Path(os.environ.get("TMPDIR", "/tmp")) / "mllmcl-workers"
 
 
+def stage_resources(cfg: ClusterConfig) -> dict[str, int]:
+    """Dask resources one stage takes: CPU always, GPU when it needs any."""
+    return {"CPU": cfg.cpus_per_stage, **({"GPU": cfg.gpus_per_stage} if cfg.gpus_per_stage else {})}
+
+
 def task_runner(cfg: ClusterConfig, api_url: str | None = None):
     """Prefect's Dask task runner on `cfg.address`, or on a local cluster of `cfg.workers` processes (loopback only)
     whose workers report to the same Prefect API as this flow."""
@@ -44,7 +49,6 @@ def task_runner(cfg: ClusterConfig, api_url: str | None = None):
 
     if cfg.address:
         return DaskTaskRunner(address=cfg.address)
-    resources = {"CPU": cfg.cpus_per_stage, **({"GPU": cfg.gpus_per_stage} if cfg.gpus_per_stage else {})}
     env = {"PREFECT_API_URL": api_url} if api_url else {}
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
@@ -54,23 +58,16 @@ def task_runner(cfg: ClusterConfig, api_url: str | None = None):
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
-            "resources": resources,
+            "resources": stage_resources(cfg),  # each worker: room for exactly one stage
             "env": env,
         },
     )
 
 
-def _set_threads(checkout: Path, threads: int) -> None:
-    """The checkout's `compute.threads` = what the worker gives one stage (`compute` is no DVC param: run-cache
-    keys do not change)."""
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    path = checkout / "params.yaml"
-    data = y.load(path.read_text(encoding="utf-8"))
-    data.setdefault("compute", {})["threads"] = threads
-    with path.open("w", encoding="utf-8") as f:
-        y.dump(data, f)
+def _give_threads(params: dict, threads: int) -> None:
+    """The checkout's `compute.threads` = what the worker gives one stage (`compute` is no DVC param: run-cache keys
+    do not change)."""
+    params.setdefault("compute", {})["threads"] = threads
 
 
 def _run_logged(cmd: list[str], cwd: Path, log: Path, marker: dict) -> int:
@@ -89,10 +86,6 @@ def _run_logged(cmd: list[str], cwd: Path, log: Path, marker: dict) -> int:
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
-
-
-def _dvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dvc", *args]
 
 
 @task(name="worker-stage", cache_policy=NO_CACHE)
@@ -120,7 +113,7 @@ def run_on_worker(
     if remote_folder:  # a folder remote is relative to the workspace's .dvc/config: name it absolutely here
         local += f"['remote \"{dvc_cli.REMOTE}\"']\n    url = {remote_folder}\n"
     (checkout / ".dvc" / "config.local").write_text(local)
-    _set_threads(checkout, threads)
+    edit_params(checkout / "params.yaml", lambda data: _give_threads(data, threads))
     marker = {"stage": stage, "worker": address, "host": socket.gethostname(), "pid": os.getpid()}
     (checkout / MARKER).write_text(json.dumps(marker))
     logger.info(
@@ -129,9 +122,9 @@ def run_on_worker(
     log = checkout / "worker.log"
     t0 = time.perf_counter()
     steps = [
-        ("pull inputs", _dvc("pull", *inputs.pull) if inputs.pull else None),
-        ("run", _dvc("repro", "--single-item", stage)),
-        ("push outputs and run-cache", _dvc("push", "--run-cache")),
+        ("pull inputs", dvc_cli.argv("pull", *inputs.pull) if inputs.pull else None),
+        ("run", dvc_cli.argv("repro", "--single-item", stage)),
+        ("push outputs and run-cache", dvc_cli.argv("push", "--run-cache")),
     ]
     for what, cmd in steps:
         if cmd is None:
@@ -157,19 +150,20 @@ def distributed_stages(root: str, stages: list[str], cfg: dict, remote_folder: s
     workers and wait for all; a stage whose worker dies is rescheduled by Dask, one that fails is retried."""
     project = Path(root)
     cluster = ClusterConfig(**cfg)
-    inputs = {s: dag.stage_inputs(project, s) for s in stages}
+    inputs = dag.stage_inputs(project, stages)
     copy = sorted({p for i in inputs.values() for p in i.copy})
     workspace = snapshot.pack(project, copy)
     get_run_logger().info(
         "%d stages to %s; workspace snapshot %.1f MB", len(stages), _where(cluster), len(workspace) / 1e6
     )
     job = run_on_worker.with_options(retries=cluster.retries, retry_delay_seconds=2)
-    annotations = {"resources": {"CPU": cluster.cpus_per_stage}} if not cluster.address else {}
-    if cluster.gpus_per_stage:
-        annotations.setdefault("resources", {})["GPU"] = cluster.gpus_per_stage
+    # a remote cluster's workers declare no CPU resource unless started with --resources: ask only for GPUs there
+    resources = stage_resources(cluster)
+    if cluster.address:
+        resources.pop("CPU")
     import dask
 
-    with dask.annotate(**annotations):
+    with dask.annotate(**({"resources": resources} if resources else {})):
         futures = [
             job.with_options(task_run_name=f"worker:{s}").submit(
                 workspace, s, inputs[s], cluster.scratch, cluster.cpus_per_stage, remote_folder

@@ -58,18 +58,6 @@ def _distributable(stages: list[str], stale: set[str]) -> list[str]:
     return [s for s in stages if _stage_kind(s) == "train_expert" and s in stale]
 
 
-def _run_upstream(project: Path, stages, stale, fan_out, summary, retries, delay) -> set[str]:
-    """Run here, in order, every stale stage the fanned-out stages depend on; returns the stale set after them."""
-    upstream = dag.upstream_stages(project, fan_out)
-    for stage in stages:
-        if stage in upstream:
-            result = _stage_task(stage, retries, delay)(str(project), stage, stage in stale)
-            summary["stages"].append(result)
-            if result["ran"]:
-                stale = dag.stale_stages(project)
-    return stale
-
-
 def _stage_task(stage: str, retries: int, retry_delay: float):
     kind = _stage_kind(stage)
     opts = {"name": f"dvc:{stage}", "task_run_name": stage}
@@ -135,12 +123,23 @@ def continual_stage(
         stale = dag.stale_stages(project)
         logger.info("%d stages, %d stale: %s", len(stages), len(stale & set(stages)), sorted(stale & set(stages)))
         fan_out = _distributable(stages, stale) if params.cluster.enabled else []
+        if fan_out and not remote:
+            raise dvc_cli.DvcError(
+                "cluster.enabled: workers share data only through a DVC remote; set storage.dvc_remote"
+            )
+        upstream = dag.upstream_stages(project, fan_out) if fan_out else set()
+
+        def run_here(stage: str, pull: bool = False) -> None:
+            nonlocal stale
+            result = _stage_task(stage, stage_retries, retry_delay_seconds)(str(project), stage, stage in stale, pull)
+            summary["stages"].append(result)
+            if result["ran"]:
+                stale = dag.stale_stages(project)  # a stage that ran may leave downstream stale
+
+        for stage in stages:  # what the fanned-out stages depend on runs here first
+            if stage in upstream:
+                run_here(stage)
         if fan_out:
-            if not remote:
-                raise dvc_cli.DvcError(
-                    "cluster.enabled: workers share data only through a DVC remote; set storage.dvc_remote"
-                )
-            stale = _run_upstream(project, stages, stale, fan_out, summary, stage_retries, retry_delay_seconds)
             logger.info("dvc push (workers pull the inputs of %s)", ", ".join(fan_out))
             dag.push(project)
             from flows.cluster import run_distributed
@@ -148,14 +147,8 @@ def continual_stage(
             summary["distributed"] = run_distributed(project, fan_out, params.cluster, params.storage.dvc_remote)
             dag.fetch_run_cache(project)
         for stage in stages:
-            if any(s["stage"] == stage for s in summary["stages"]):
-                continue
-            result = _stage_task(stage, stage_retries, retry_delay_seconds)(
-                str(project), stage, stage in stale, bool(fan_out)
-            )
-            summary["stages"].append(result)
-            if result["ran"]:
-                stale = dag.stale_stages(project)  # a stage that ran may leave downstream stale
+            if stage not in upstream:
+                run_here(stage, pull=bool(fan_out))
         for stage in fan_out:
             done = next(s for s in summary["stages"] if s["stage"] == stage)
             if not done.get("restored"):

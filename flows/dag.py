@@ -113,21 +113,21 @@ class StageInputs:
     copy: list[str]  # deps that are uncached outputs (validation reports): they travel with the checkout
 
 
-def stage_inputs(root: Path, stage: str) -> StageInputs:
-    """Split a stage's deps into what a worker pulls from the remote and what must be copied to it; code and
-    params are neither (git carries them)."""
+def stage_inputs(root: Path, stages: list[str]) -> dict[str, StageInputs]:
+    """For each stage, its deps split into what a worker pulls from the remote and what must be copied to it; code
+    and params are neither (git carries them)."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        target = _stages_by_address(root, repo)[stage]
-        outs = {}
-        for s in repo.index.stages:
-            for out in s.outs:
-                outs[os.path.relpath(out.fs_path, root)] = out.use_cache
-        pull, copy = [], []
-        for dep in target.deps:
-            rel = os.path.relpath(dep.fs_path, root)
-            inside = {p: cached for p, cached in outs.items() if p == rel or p.startswith(rel + os.sep)}
-            pull += [p for p, cached in inside.items() if cached]
-            copy += [p for p, cached in inside.items() if not cached]
-        return StageInputs(pull=sorted(set(pull)), copy=sorted(set(copy)))
+        by_address = _stages_by_address(root, repo)
+        outs = {os.path.relpath(out.fs_path, root): out.use_cache for s in repo.index.stages for out in s.outs}
+        result = {}
+        for stage in stages:
+            pull, copy = set(), set()
+            for dep in by_address[stage].deps:
+                rel = os.path.relpath(dep.fs_path, root)
+                for path, cached in outs.items():
+                    if path == rel or path.startswith(rel + os.sep):
+                        (pull if cached else copy).add(path)
+            result[stage] = StageInputs(pull=sorted(pull), copy=sorted(copy))
+        return result

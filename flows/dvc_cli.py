@@ -30,10 +30,15 @@ def env() -> dict[str, str]:
     return out
 
 
+def argv(*args: str) -> list[str]:
+    """The command line of `dvc ARGS` run by this interpreter (its venv's DVC)."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
 def dvc(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
     """Run `python -m dvc ARGS` in `root` with the offline environment, output captured; `check=True` raises DvcError
     (with the output's tail) on a non-zero exit."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(argv(*args), cwd=root, env=env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise DvcError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail(proc)}")
     return proc

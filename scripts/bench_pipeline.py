@@ -134,14 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cluster(clone: Path, enabled: bool) -> None:
-    from ruamel.yaml import YAML
+    from mllmcl.data.tasks import edit_params
 
-    y = YAML()
-    path = clone / "params.yaml"
-    data = y.load(path.read_text())
-    data["cluster"]["enabled"] = enabled
-    with path.open("w") as f:
-        y.dump(data, f)
+    def switch(data: dict) -> None:
+        data["cluster"]["enabled"] = enabled
+
+    edit_params(clone / "params.yaml", switch)
 
 
 def _forget_runs(clone: Path) -> None:
@@ -156,9 +154,10 @@ def two_task_stage(clone: Path, py: str, work: Path, step, names: list[str]) -> 
     """The same continual stage (2 new tasks: 2 experts, router, evaluation, gate) through the Prefect flow, first
     serially, then with the experts on a local Dask cluster of 2 workers. In between, the 6-task state is restored
     from the run-cache and then the run-cache is emptied, so the second run trains everything the first one did."""
+    from mllmcl.config import load_params
     from mllmcl.data.tasks import set_tasks
 
-    before = yaml_tasks(clone)
+    before = list(load_params(clone / "params.yaml").tasks)
     for name in names:
         if not (clone / "data/raw" / name / "spec.yaml").exists():
             raise SystemExit(f"no generator spec for {name}")
@@ -172,12 +171,6 @@ def two_task_stage(clone: Path, py: str, work: Path, step, names: list[str]) -> 
         set_tasks(clone / "params.yaml", before + names)
         step(mode, flow)
     _cluster(clone, False)
-
-
-def yaml_tasks(clone: Path) -> list[str]:
-    import yaml
-
-    return list(yaml.safe_load((clone / "params.yaml").read_text())["tasks"])
 
 
 if __name__ == "__main__":

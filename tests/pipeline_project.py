@@ -89,9 +89,6 @@ def make(root: Path, tasks: list[str]) -> Path:
 
 def ran_stages(output: str) -> list[str]:
     """Stage names DVC actually executed, from its own output."""
-    out = []
-    for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("Running stage '"):
-            out.append(line.split("'")[1])
-    return out
+    from flows.dag import ran_stages as from_output
+
+    return from_output(output)

@@ -107,7 +107,7 @@ def _refuse_links_out(images: Path) -> None:
 
 def append_task(params_path: Path, name: str) -> None:
     """Append `name` to params.yaml `tasks`, keeping comments; no checks (check_name does them)."""
-    _edit_tasks(params_path, lambda tasks: tasks.append(name))
+    edit_params(params_path, lambda data: data["tasks"].append(name))
 
 
 def set_tasks(params_path: Path, names: list[str]) -> None:
@@ -120,11 +120,12 @@ def set_tasks(params_path: Path, names: list[str]) -> None:
         if trailing and names:
             tasks.ca.items[len(names) - 1] = trailing
 
-    _edit_tasks(params_path, replace)
+    edit_params(params_path, lambda data: replace(data["tasks"]))
 
 
-def _edit_tasks(params_path: Path, edit) -> None:
-    """Round-trip edit with ruamel so every comment and the key order survive; written atomically."""
+def edit_params(params_path: Path, edit: Callable[[dict], None]) -> None:
+    """Change params.yaml in place through `edit(data)`: a round-trip with ruamel, so every comment and the key order
+    survive; written atomically."""
     from ruamel.yaml import YAML
 
     y = YAML()
@@ -132,7 +133,7 @@ def _edit_tasks(params_path: Path, edit) -> None:
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 4096  # keep flow-style lines whole
     data = y.load(Path(params_path).read_text(encoding="utf-8"))
-    edit(data["tasks"])
+    edit(data)
     tmp = Path(params_path).with_suffix(".yaml.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         y.dump(data, f)
