@@ -32,16 +32,15 @@ LABELLED_BATCH = "requests.jsonl"
 
 
 def _state(paths: ProjectPaths) -> dict:
-    path = paths.incoming / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    from monitoring.monitor import read_state
+
+    return read_state(paths.incoming / STATE_FILE)
 
 
 def _save_state(paths: ProjectPaths, state: dict) -> None:
-    path = paths.incoming / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
+    from monitoring.monitor import write_state
+
+    write_state(paths.incoming / STATE_FILE, state)
 
 
 def new_batches(paths: ProjectPaths, judged: dict[str, str]) -> list[Path]:
@@ -113,7 +112,7 @@ def drift_monitor(
     """Judge new traffic and new incoming batches against production; emit the drift event for each decision that
     calls for action (respecting the cooldown). Returns {batch name: decision}."""
     from mllmcl.config import load_params
-    from monitoring.monitor import Monitor, cooldown_allows, monitor_batch, read_traffic, record_event
+    from monitoring.monitor import Monitor, monitor_batch, read_traffic
 
     logger = get_run_logger()
     paths = ProjectPaths(Path(root).resolve())
@@ -155,31 +154,60 @@ def drift_monitor(
         _save_state(paths, state)  # judged is judged, whatever happens to the event
         if not (emit and decision.triggers):
             continue
-        if decision.action == "new_task" and not isinstance(source, list):
-            # each new batch is its own task: the cooldown must tell them apart
-            decision = dataclasses.replace(decision, task=task_name_for(Path(source).parent)[0])
-        cooldowns = cooldown_file(paths)
-        if not cooldown_allows(cooldowns, decision, params.drift.cooldown_minutes, record=False):
+        folder = None if isinstance(source, list) else Path(source).parent
+        event = emit_decision(
+            paths,
+            params,
+            decision,
+            project=project,
+            batch=name,
+            folder=folder,
+            drift_share=result.drift_share,
+            report=document["report"],
+        )
+        if event is None:
             logger.info(
                 "%s: same decision within drift.cooldown_minutes=%d: no new event", name, params.drift.cooldown_minutes
             )
             continue
-        from flows.events import emit_drift_detected
-
-        task = decision.task
-        event = emit_drift_detected(
-            project,
-            name,
-            result.drift_share,
-            document["report"],
-            action=decision.action,
-            task=task,
-            kind=decision.kind,
-            reason=decision.reason,
-        )
-        record_event(cooldowns, decision)  # only an event really sent starts the cooldown
         judged[name]["event"] = str(event.id)
     return judged
+
+
+def emit_decision(
+    paths: ProjectPaths,
+    params,
+    decision,
+    *,
+    project: str,
+    batch: str,
+    folder: Path | None,
+    drift_share: float,
+    report: str,
+):
+    """Emit `mllmcl.drift.detected` for a decision unless the same one was sent within drift.cooldown_minutes
+    (then None). A new task is named by its batch `folder` (meta.json, else the folder), so that each new batch is
+    its own task to the cooldown; only an event really sent starts the cooldown."""
+    from flows.events import emit_drift_detected
+    from monitoring.monitor import cooldown_allows, record_event
+
+    if decision.action == "new_task" and folder is not None:
+        decision = dataclasses.replace(decision, task=task_name_for(folder)[0])
+    cooldowns = cooldown_file(paths)
+    if not cooldown_allows(cooldowns, decision, params.drift.cooldown_minutes, record=False):
+        return None
+    event = emit_drift_detected(
+        project,
+        batch,
+        drift_share,
+        report,
+        action=decision.action,
+        task=decision.task,
+        kind=decision.kind,
+        reason=decision.reason,
+    )
+    record_event(cooldowns, decision)
+    return event
 
 
 @flow(name="drift_stage", log_prints=True)

@@ -43,7 +43,7 @@ def production_version(root: Path, params: Params) -> str:
             f"no '{PRODUCTION}' version in the registry ({params.registry.uri}) and no trained model in {paths.router}: "
             "train and promote one first"
         )
-    return workspace_version(paths.root / "models")
+    return workspace_version(params, paths)
 
 
 def load_model(root: Path, params: Params, version: str):
@@ -74,12 +74,7 @@ class Monitor:
 
     def tasks(self) -> list[str]:
         """The tasks the production version learned (its experts), in learned order."""
-        if self._model is not None or not VERSION_ID.fullmatch(self.version):
-            return list(self.model.experts)
-        from mllmcl.release.registry import Registry
-
-        manifest = Registry.from_params(self.params, root=self.root).manifest(self.version)
-        return list(manifest.get("tasks") or self.model.experts)
+        return list(self.model.experts)
 
     def reference(self):
         """The reference profile of the production version (computed with the model once, then read from cache): the
@@ -232,9 +227,7 @@ def cooldown_allows(
     (`record`) records this one: one continual stage per burst of drift, not one per batch. With `record=False`, call
     `record_event` once the event was really sent."""
     now = now or datetime.now(UTC)
-    state_file = Path(state_file)
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    last = state.get(_event_key(decision))
+    last = read_state(state_file).get(_event_key(decision))
     if last and now - datetime.fromisoformat(last) < timedelta(minutes=minutes):
         return False
     if record:
@@ -244,10 +237,20 @@ def cooldown_allows(
 
 def record_event(state_file: Path, decision: Decision, now: datetime | None = None) -> None:
     """Remember that an event for `decision` was sent now (the cooldown's clock)."""
-    state_file = Path(state_file)
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    state = read_state(state_file)
     state[_event_key(decision)] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_file.with_suffix(".tmp")
+    write_state(state_file, state)
+
+
+def read_state(path: Path) -> dict:
+    """A small JSON state file (cooldowns, the monitor's watermark); {} when it does not exist yet."""
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+
+
+def write_state(path: Path, state: dict) -> None:
+    """Replace a state file atomically: a crash leaves the old state, never half of the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(state_file)
+    tmp.replace(path)

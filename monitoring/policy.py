@@ -22,9 +22,6 @@ from mllmcl.config import DriftConfig
 from monitoring.features import BASE
 from monitoring.report import DriftResult
 
-KINDS = ("none", "known_drift", "novel")
-ACTIONS = ("none", "wait", "alert", "refresh", "new_task", "label_request")
-
 
 @dataclass(frozen=True)
 class Decision:

@@ -6,7 +6,6 @@ of one learned task is not "drifted" merely for not being the average of all tas
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
@@ -15,19 +14,13 @@ from mllmcl.errors import DataError
 CACHE_SUFFIX = ".parquet"
 
 
-def workspace_version(models_dir: Path) -> str:
-    """A stable id for an unregistered workspace model (models/): a hash of the router's and experts' adapter files,
-    so that retraining changes it and the cached profile is recomputed."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(models_dir).glob("**/*")):
-        if (
-            path.is_file()
-            and path.suffix in {".safetensors", ".json"}
-            and "base" not in path.relative_to(models_dir).parts
-        ):
-            digest.update(path.relative_to(models_dir).as_posix().encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return "workspace-" + digest.hexdigest()[:12]
+def workspace_version(params, paths) -> str:
+    """A stable id for an unregistered workspace model (models/): the content address promotion would give it, so
+    that retraining changes it and the cached profile is recomputed."""
+    from mllmcl.release.candidate import candidate_files
+    from mllmcl.release.registry import candidate_id
+
+    return "workspace-" + candidate_id(candidate_files(params, paths)).removeprefix("v-")
 
 
 def sample_records(tasks: list[str], tasks_dir: Path, rows: int, seed: int) -> list[tuple[str, dict, Path]]:

@@ -127,7 +127,7 @@ def main(a) -> int:
     served = load_served(params, paths.root, a.model)
     model = served.model
     known = list(model.experts)
-    version = workspace_version(paths.root / "models") if a.model == "workspace" else served.version
+    version = workspace_version(params, paths) if a.model == "workspace" else served.version
     monitor = Monitor(paths.root, params, model=model, version=version)
     print(f"reference profile of {monitor.version} ({', '.join(known)})", flush=True)
     t0 = time.perf_counter()

@@ -19,15 +19,10 @@ from mllmcl.config import ServeConfig
 from mllmcl.serving.batcher import Busy, MicroBatcher
 from mllmcl.serving.models import ModelHolder
 from mllmcl.serving.reload import ReloadWatcher
-from mllmcl.serving.requests import RequestError, max_body_bytes, now, parse_json, parse_multipart
+from mllmcl.serving.requests import RequestError, max_body_bytes, now, one_line, parse_json, parse_multipart
 from mllmcl.serving.traffic import TrafficLog
 
 log = logging.getLogger("mllmcl.serving")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def create_app(
@@ -68,7 +63,7 @@ def create_app(
     app.state.batcher, app.state.holder, app.state.watcher, app.state.traffic = batcher, holder, watcher, traffic
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": _one_line(message)}, status_code=status)
+        return JSONResponse({"error": one_line(message)}, status_code=status)
 
     @app.exception_handler(RequestError)
     async def _refused(request, exc: RequestError):
@@ -85,7 +80,7 @@ def create_app(
 
     @app.exception_handler(Busy)
     async def _busy(request, exc: Busy):
-        return JSONResponse({"error": _one_line(str(exc))}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"error": one_line(str(exc))}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _bug(request, exc: Exception):

@@ -8,9 +8,7 @@ import io
 import warnings
 
 from mllmcl.model.batching import MAX_IMAGE_SIDE
-from mllmcl.serving.requests import RequestError
-
-MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
+from mllmcl.serving.requests import RequestError, one_line
 
 
 def decode_image(data: bytes, *, max_bytes: int, where: str = "image"):
@@ -26,7 +24,7 @@ def decode_image(data: bytes, *, max_bytes: int, where: str = "image"):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size  # from the header: nothing decoded yet
-                if max(w, h) > MAX_IMAGE_SIDE or w * h > MAX_IMAGE_PIXELS:
+                if max(w, h) > MAX_IMAGE_SIDE:
                     raise RequestError(
                         413, f"{where}: image is {w}x{h} pixels; the largest side accepted is {MAX_IMAGE_SIDE}"
                     )
@@ -36,13 +34,13 @@ def decode_image(data: bytes, *, max_bytes: int, where: str = "image"):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise RequestError(
-            413, f"{where}: too many pixels ({_one_line(e)}); the largest side accepted is {MAX_IMAGE_SIDE}"
+            413, f"{where}: too many pixels ({_reason(e)}); the largest side accepted is {MAX_IMAGE_SIDE}"
         ) from None
     except UnidentifiedImageError:
         raise RequestError(400, f"{where}: not an image (PNG, JPEG, ... expected)") from None
     except Exception as e:  # untrusted bytes: any decoder failure (truncated, corrupt, exotic mode) is the client's
-        raise RequestError(400, f"{where}: not a readable image ({_one_line(e)})") from None
+        raise RequestError(400, f"{where}: not a readable image ({_reason(e)})") from None
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
+def _reason(e: BaseException) -> str:
+    return one_line(str(e), 200) or type(e).__name__

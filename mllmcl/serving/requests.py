@@ -154,3 +154,9 @@ def parse_multipart(body: bytes, content_type: str, config: ServeConfig, arrived
 def now() -> float:
     """The clock that request arrival and answer times are read from (monotonic, seconds)."""
     return time.perf_counter()
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """An error text as one line of at most `limit` characters (clients and logs read it whole)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

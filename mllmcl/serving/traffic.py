@@ -48,21 +48,13 @@ class TrafficLog:
             image_path = rel.as_posix()
         return {
             "time": item.received_at,
-            "request_id": item.request_id,
-            "id": item.request.id,
-            "version": answer.version,
+            **answer.response(),  # what the client was sent: ids, answer, route, verdict, latency, version
             "question": item.request.question,
             "has_image": item.request.image is not None,
             "image": image_path,
             "image_stats": item.stats,
-            "answer": p.answer,
-            "expert": p.expert,
-            "confidence": p.confidence,
-            "known": bool(getattr(p, "known", p.expert != "base")),
-            "novelty": getattr(p, "novelty", None),
             "image_embedding": _vector(getattr(p, "image_embedding", None)),
             "question_embedding": _vector(getattr(p, "question_embedding", None)),
-            "latency_ms": round(answer.latency_ms, 2),
             "batch_size": answer.batch_size,
         }
 

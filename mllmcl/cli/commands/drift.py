@@ -31,7 +31,7 @@ def register(sub, common) -> None:
 def _drift(args) -> int:
     from mllmcl.entry import load_params
     from mllmcl.paths import ProjectPaths
-    from monitoring.monitor import batch_name, cooldown_allows, monitor_batch, record_event
+    from monitoring.monitor import batch_name, monitor_batch
 
     params = load_params(args)
     paths = ProjectPaths(args.root)
@@ -41,27 +41,19 @@ def _drift(args) -> int:
     report = out / f"{name}.html"
     print(f"{decision.line()}; {result.summary()}; report {report if report.exists() else out / (name + '.json')}")
     if decision.triggers and args.emit:
-        import dataclasses
+        from flows.drift_monitor import emit_decision
 
-        from flows.drift_monitor import cooldown_file, task_name_for
-
-        events = cooldown_file(paths)  # the drift_monitor flow's: neither re-emits what the other just sent
-        if decision.action == "new_task":  # the batch's meta.json names it, else its folder
-            decision = dataclasses.replace(decision, task=task_name_for(args.incoming.parent)[0])
-        if cooldown_allows(events, decision, params.drift.cooldown_minutes, record=False):
-            from flows.events import emit_drift_detected
-
-            event = emit_drift_detected(
-                args.project,
-                str(args.incoming.resolve().parent),  # the folder the drift-triggered stage learns from
-                result.drift_share,
-                str(report),
-                action=decision.action,
-                task=decision.task,
-                kind=decision.kind,
-                reason=decision.reason,
-            )
-            record_event(events, decision)
+        event = emit_decision(  # shares the drift_monitor flow's cooldown: neither re-emits what the other just sent
+            paths,
+            params,
+            decision,
+            project=args.project,
+            batch=str(args.incoming.resolve().parent),  # the folder the drift-triggered stage learns from
+            folder=args.incoming.parent,
+            drift_share=result.drift_share,
+            report=str(report),
+        )
+        if event is not None:
             print(f"emitted mllmcl.drift.detected {event.id}")
         else:
             print(f"not emitted: the same decision was emitted less than {params.drift.cooldown_minutes} minutes ago")
