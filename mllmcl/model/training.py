@@ -5,6 +5,7 @@ every N steps so an interrupted run resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import shutil
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from mllmcl.config import TrainingConfig
 from mllmcl.errors import DataError
-from mllmcl.model.batching import Encoded, add_positions, collate
+from mllmcl.model.batching import Encoded
+from mllmcl.model.prefix import full_loss, plan, split_loss
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class TrainStats:
     threads: int = 0  # torch CPU threads the run used (compute.threads: auto picks the free cores)
     processes: int = 1  # data-parallel processes (compute.gpus under accelerate launch)
     precision: str = "no"  # mixed precision the run used (bf16 on a CUDA device that supports it)
+    shared_prefix_tokens: int = 0  # prompt tokens every example shares, computed once per step (model/prefix.py)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -154,8 +159,12 @@ def train(
     )
     start = _load_checkpoint(checkpoint_dir, model, optimizer, fingerprint) if checkpoint_dir else 0
     model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
     batches = batch_order(len(examples), cfg)
+    first = [examples[i] for i in batches[min(start, cfg.steps - 1)]]
+    shared = plan(accelerator.unwrap_model(model), examples, pad_id, sample=first, processes=ranks)
+    if shared.reason:
+        log.debug("%s: full sequences (%s)", desc, shared.reason)
+    model.train()
     losses: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(
@@ -167,11 +176,10 @@ def train(
         mininterval=1.0,
     )
     for step in range(start, cfg.steps):
-        batch = collate([examples[i] for i in batches[step][rank::ranks]], pad_id)
-        batch = add_positions(accelerator.unwrap_model(model), {k: v.to(accelerator.device) for k, v in batch.items()})
+        items = [examples[i] for i in batches[step][rank::ranks]]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = model(**batch).loss
+        loss = split_loss(model, items, shared.tokens, pad_id) if shared.tokens else full_loss(model, items, pad_id)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(params, cfg.grad_clip)
@@ -209,6 +217,7 @@ def train(
         threads=torch.get_num_threads(),
         processes=ranks,
         precision=accelerator.mixed_precision,
+        shared_prefix_tokens=shared.tokens,
     )
 
 

@@ -196,3 +196,59 @@ def test_image_embeddings_without_the_decoder_equal_the_full_forwards(name, mode
         early = decoder_input_embeddings(model, batch)
     assert torch.equal(early, full)
     assert len(decoder_runs) == 1, "the decoder ran for the embeddings too"
+
+
+# the architectures whose split pass (shared prefix cache + own suffix) reproduces the full pass; the others train on
+# full sequences (Qwen2-VL derives its own 3-D positions; PaliGemma puts the image before any text, so prompts share
+# no prefix). A change that silently drops one of these from sharing fails here.
+SHARES_PREFIX = {"llava", "llava_next", "idefics3", "gemma3", "internvl"}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_a_shared_prompt_prefix_trains_exactly_as_full_sequences(name, models):
+    """The router's pool of experts opens every prompt: where the plan shares it, the loss and every gradient equal
+    those of full, padded sequences; elsewhere the plan says why not."""
+
+    from mllmcl.model.adapters import new_adapter
+    from mllmcl.model.batching import encode
+    from mllmcl.model.loading import Prompting, load_base
+    from mllmcl.model.prefix import full_loss, plan, split_loss
+
+    model, processor = load_base(str(models[name]))
+    prompting = Prompting.for_model(model, processor)
+    pool = "Models: " + " ; ".join(f"{c}: images of kind {c.lower()} with shapes and colours" for c in "ABCDE") + " ."
+    items = [
+        encode(prompting, "what colour is the square?", _image(64, 64, (200, 30, 30)), "A", prefix=pool),
+        encode(prompting, "how many?", _image(64, 32, (30, 200, 30)), "B", prefix=pool),
+        encode(prompting, "how many?", _image(200, 120, (30, 30, 200)), "C", prefix=pool),
+        encode(prompting, "is it?", None, "Z", prefix=pool),
+    ]
+    pad = prompting.tokenizer.pad_token_id
+    peft_model = new_adapter(model, _lora(model), seed=0)
+    shared = plan(peft_model, items, pad, sample=items)
+    assert (shared.tokens > 0) == (name in SHARES_PREFIX), shared.reason
+    if not shared.tokens:
+        assert shared.reason
+        return
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    grads = []
+    for loss_of in (
+        lambda: full_loss(peft_model, items, pad),
+        lambda: split_loss(peft_model, items, shared.tokens, pad),
+    ):
+        peft_model.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        grads.append((float(loss), [p.grad.clone() for p in trainable]))
+    (full, g_full), (split, g_split) = grads
+    assert split == pytest.approx(full, rel=1e-5)
+    assert max(float((a - b).abs().max()) for a, b in zip(g_full, g_split)) <= 1e-4 * max(
+        float(a.abs().max()) for a in g_full
+    )
+
+
+def _lora(model):
+    from mllmcl.config import RouterConfig
+    from mllmcl.model.adapters import lora_config
+
+    return lora_config(RouterConfig(**AUTO), model, role="router")
