@@ -64,9 +64,11 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return run([sys.executable, "-m", "dvc", *args], root, check)
 
 
-def make(root: Path, tasks: list[str]) -> Path:
+def make(root: Path, tasks: list[str], cache: Path | None = None) -> Path:
     """git + DVC project with this repo's dvc.yaml, the generator specs and tiny params; code comes from the
-    installed package (the stages run `python -m stages.<name>`)."""
+    installed package (the stages run `python -m stages.<name>`). `cache`: a DVC cache shared with other test
+    projects, so a stage another project already ran with the same deps and params is restored from DVC's
+    run-cache, not trained again (what a team sharing a cache or remote gets)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     for name in ("general", "language", *tasks):
@@ -82,6 +84,8 @@ def make(root: Path, tasks: list[str]) -> Path:
     run(["git", "config", "user.name", "test"], root)
     dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
+    if cache is not None:
+        dvc(root, "cache", "dir", "--local", str(cache))
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "project"], root)
     return root

@@ -39,10 +39,12 @@ def _kill_first_running_stage(scratch, killed: dict, stop: threading.Event) -> N
         time.sleep(0.2)
 
 
-def test_new_experts_train_on_dask_workers_and_are_restored_from_the_run_cache(tmp_path, harness, moto_server):
+def test_new_experts_train_on_dask_workers_and_are_restored_from_the_run_cache(
+    tmp_path, harness, moto_server, shared_dvc_cache
+):
     from flows.continual_stage import continual_stage
 
-    root = pp.make(tmp_path / "proj", ["rs", "fin"])
+    root = pp.make(tmp_path / "proj", ["rs", "fin"], cache=shared_dvc_cache)  # workers: caches of their own
     scratch = tmp_path / "workers"
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["storage"] = {

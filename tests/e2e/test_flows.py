@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, harness):
-    root = pp.make(tmp_path_factory.mktemp("flow") / "proj", ["rs", "fin"])
+def project(tmp_path_factory, harness, shared_dvc_cache):
+    root = pp.make(tmp_path_factory.mktemp("flow") / "proj", ["rs", "fin"], cache=shared_dvc_cache)
     return root
 
 

@@ -152,11 +152,11 @@ def _with_bytes(records: list[dict], folder: Path | None = None) -> list[dict]:
     return [{**r, "bytes": Path(folder / r["image"] if folder else r["image"]).read_bytes()} for r in records]
 
 
-def test_drifted_traffic_becomes_a_served_new_expert(tmp_path, server_env):
+def test_drifted_traffic_becomes_a_served_new_expert(tmp_path, server_env, shared_dvc_cache):
     import yaml
 
     api = server_env["PREFECT_API_URL"]
-    project = pp.make(tmp_path / "proj", KNOWN)
+    project = pp.make(tmp_path / "proj", KNOWN, cache=shared_dvc_cache)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["schedule"].update(cron=None, monitor_minutes=0, drift_requires_approval=False)  # the test runs the monitor
     params["serve"].update(reload_seconds=1.0, max_wait_ms=20)
