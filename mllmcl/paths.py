@@ -114,6 +114,11 @@ class ProjectPaths:
 
     # --- local state --------------------------------------------------------------------------------------------
     @property
+    def benchmark_work(self) -> Path:
+        """Models the benchmark trains besides the DAG's (routers of earlier stages), kept so a run resumes."""
+        return self.root / ".cache" / "benchmark"
+
+    @property
     def registry_cache(self) -> Path:
         return self.root / ".cache" / "registry"
 

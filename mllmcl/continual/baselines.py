@@ -1,8 +1,9 @@
 """The continual-learning baselines MR-LoRA is judged against (METHOD.md), on the workspace's base and task
 data: the zero-shot base (lower bound), sequential LoRA fine-tuning (LoRA-FT: ONE shared adapter trained
 task after task, the forgetting MR-LoRA avoids), per-task experts with oracle routing (MR-LoRA's upper
-bound) and MR-LoRA itself (the routed system of metrics/eval.json). Each gets the accuracy matrix
-A[t][j] and the MFT/MFN/MAA/BWT of mllmcl.continual.metrics."""
+bound) and MR-LoRA itself, measured stage by stage (a router per stage, as the pipeline trains it). Each gets
+the accuracy matrix A[t][j], the evaluation behind every cell (`cells`) and the MFT/MFN/MAA/BWT of
+mllmcl.continual.metrics."""
 
 from __future__ import annotations
 
@@ -73,31 +74,141 @@ def sequential_lora(
 
 
 def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
-    """Zero-shot base and oracle-routed experts, from the experts' training stats (train_expert writes both):
-    experts never change once trained, so each task's accuracy stays what it was when learned."""
-    base, oracle = [], []
-    for task in tasks:
-        stats = ExpertStats.read(Path(experts_dir) / task)
-        base.append(stats.base_accuracy)
-        oracle.append(stats.expert_accuracy)
-    return {"zero_shot_base": _constant_matrix(base), "oracle_experts": _constant_matrix(oracle)}
+    """Zero-shot base and oracle-routed experts, from the experts' training stats (train_expert measures both on the
+    task's test split). Neither model changes once its task is learned (the base is never trained, an expert is
+    frozen), so one evaluation gives the whole column: `cells` names it for every cell."""
+    out = {}
+    for method, key, why in (
+        ("zero_shot_base", "base_accuracy", "the base is never trained"),
+        ("oracle_experts", "expert_accuracy", "the expert is frozen once trained"),
+    ):
+        final, sources = [], []
+        for task in tasks:
+            final.append(getattr(ExpertStats.read(Path(experts_dir) / task), key))
+            sources.append(f"experts/{task}/train_stats.json {key} ({why})")
+        n = len(final)
+        out[method] = {
+            "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
+            "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
+        }
+    return out
 
 
-def mr_lora_row(tasks: Sequence[str], eval_json: Path) -> list[float] | None:
-    """MR-LoRA's final row: the routed system as the evaluate stage measured it (None if not evaluated)."""
-    path = Path(eval_json)
-    if not path.exists():
-        return None
-    evaluated = json.loads(path.read_text()).get("tasks", {})
-    if not all(t in evaluated for t in tasks):
-        return None
-    return [evaluated[t]["accuracy"] for t in tasks]
+def mr_lora_stages(
+    tasks: Sequence[str],
+    params: Params,
+    paths: ProjectPaths,
+    *,
+    progress: bool = True,
+    on_stage: Callable[[int, list], None] | None = None,
+) -> dict:
+    """MR-LoRA measured stage by stage, as the pipeline runs it: at stage t a router trained exactly as train_router
+    trains it, on the replay of tasks 1..t, routes among the (frozen) experts 1..t, and the routed system is evaluated
+    on tasks 1..t and the text-only suite. Each row of A is one evaluation, so a router that starts sending an earlier
+    task elsewhere shows as forgetting. The DAG's router serves the last stage when it was trained on the same tasks
+    and settings; the others are kept under .cache/benchmark, so a killed run resumes with the routers it trained."""
+    from mllmcl.continual.evaluation import evaluate_system
+    from mllmcl.continual.inference import RoutedModel
+    from mllmcl.model.loading import resolve_base
+
+    n = len(tasks)
+    matrix: Matrix = []
+    cells: list[list[str | None]] = []
+    stages = []
+    for t in range(1, n + 1):
+        learned = list(tasks[:t])
+        t0 = time.perf_counter()
+        router_dir, reused = stage_router(learned, params, paths, progress=progress)
+        router_seconds = round(time.perf_counter() - t0, 1)
+        model = RoutedModel(
+            resolve_base(params.base, paths.base),
+            paths.experts,
+            router_dir,
+            trust_remote_code=params.base.trust_remote_code,
+        )
+        result = evaluate_system(
+            model,
+            learned,
+            tasks_dir=paths.tasks_dir,
+            predictions_dir=paths.benchmark_work / "predictions" / f"stage-{t}",
+            experts_dir=paths.experts,
+            language_suite=params.router.base_suite,
+            batch_size=params.evaluate.batch_size,
+        )
+        del model
+        row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
+        matrix.append(row)
+        cells.append([f"mr_lora stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t))
+        language = result.language
+        stages.append(
+            {
+                "stage": t,
+                "tasks": learned,
+                "router": str(router_dir.relative_to(paths.root)) if router_dir.is_relative_to(paths.root) else "",
+                "router_reused": reused,
+                "router_seconds": router_seconds,
+                "router_accuracy": result.router_accuracy,
+                "language_accuracy": language.accuracy if language else None,
+                "language_base_accuracy": language.base_accuracy if language else None,
+                "eval_seconds": result.seconds,
+            }
+        )
+        if on_stage:
+            on_stage(t - 1, row)
+    return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
 
 
-def _constant_matrix(final: Sequence[float]) -> Matrix:
-    """The matrix of a method whose accuracy on a task never changes after the task is learned."""
-    n = len(final)
-    return [[final[j] if j <= t else None for j in range(n)] for t in range(n)]
+def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *, progress: bool = True):
+    """The router of the stage that has learned `learned`: the DAG's own when it was trained on exactly these tasks
+    with these settings, else one trained now (or earlier, by an interrupted run) under .cache/benchmark.
+    Returns (folder, reused from the DAG)."""
+    import hashlib
+    import shutil
+
+    from mllmcl.continual.experts import inputs_fingerprint
+    from mllmcl.continual.router import POOL_FILE, STATS_FILE, train_router
+
+    identity = {
+        "tasks": list(learned),
+        "router": params.router.model_dump(mode="json"),
+        "base": params.base.name_or_path
+        if params.base.build == "none"
+        else inputs_fingerprint(paths.base / "config.json", paths.base / "base.json"),
+    }
+    own = paths.router / STATS_FILE
+    if own.exists():
+        stats = json.loads(own.read_text())
+        if stats.get("tasks") == list(learned) and _same_training(stats, params):
+            return paths.router, True
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    folder = paths.benchmark_work / "routers" / f"{len(learned)}-{key}"
+    if (folder / POOL_FILE).exists() and (folder / STATS_FILE).exists():
+        return folder, False
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    train_router(
+        learned,
+        params,
+        base_dir=paths.base,
+        tasks_dir=paths.tasks_dir,
+        out_dir=partial,
+        checkpoint_dir=paths.checkpoints(f"benchmark-router-{key}"),
+        progress=progress,
+    )
+    partial.rename(folder)
+    return folder, False
+
+
+def _same_training(stats: dict, params: Params) -> bool:
+    """Whether a router's stats say it was trained with the current router settings."""
+    from mllmcl.model.training import training_fields
+
+    cfg = params.router
+    return (
+        stats.get("config") == json.loads(json.dumps(training_fields(cfg)))
+        and stats.get("samples_per_task") == cfg.samples_per_task
+        and stats.get("base_samples") == cfg.base_samples
+    )
 
 
 def compare(
@@ -109,21 +220,44 @@ def compare(
     progress: bool = True,
     on_stage=None,
 ) -> dict:
-    """Accuracy matrix and CL metrics of every method for `tasks` in order: LoRA-FT is trained now (slow), the others
-    are read from disk; MR-LoRA is left out until eval.json covers every task."""
+    """Accuracy matrix and CL metrics of every method for `tasks` in order. LoRA-FT and MR-LoRA's routers of earlier
+    stages are trained now (slow); the zero-shot base and the experts are read from their training stats.
+    `on_stage(method, stage, row)` reports each row as it is measured."""
     methods: dict[str, dict] = {}
-    for name, matrix in isolated_rows(tasks, paths.experts).items():
-        methods[name] = {"matrix": matrix, **metrics.summary(matrix)}
-    routed = mr_lora_row(tasks, paths.eval_json)
-    if routed is not None:
-        # MR-LoRA's experts are frozen once trained: earlier rows differ from the final one only by the router,
-        # which the evaluate stage measures for the final pool; the final row is the measured one.
-        matrix = _constant_matrix(routed)
-        methods["mr_lora"] = {"matrix": matrix, **metrics.summary(matrix), "source": "metrics/eval.json"}
-    methods["lora_ft"] = sequential_lora(
-        tasks, params, base_dir=paths.base, tasks_dir=paths.tasks_dir, steps=steps, progress=progress, on_stage=on_stage
+    for name, method in isolated_rows(tasks, paths.experts).items():
+        methods[name] = {**method, **metrics.summary(method["matrix"])}
+
+    def report(method: str):
+        return (lambda stage, row: on_stage(method, stage, row)) if on_stage else None
+
+    methods["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("MR-LoRA"))
+    lora_ft = sequential_lora(
+        tasks,
+        params,
+        base_dir=paths.base,
+        tasks_dir=paths.tasks_dir,
+        steps=steps,
+        progress=progress,
+        on_stage=report("LoRA-FT"),
     )
+    n = len(tasks)
+    lora_ft["cells"] = [[f"lora_ft stage {t + 1}: evaluation on {tasks[j]}" if j <= t else None for j in range(n)]
+                        for t in range(n)]  # fmt: skip
+    methods["lora_ft"] = lora_ft
     return {"tasks": list(tasks), "methods": methods}
+
+
+def unmeasured_cells(result: dict) -> list[str]:
+    """Every filled cell of every method's matrix that no evaluation is named for (none, in a sound report)."""
+    missing = []
+    for name, method in result["methods"].items():
+        cells = method.get("cells") or []
+        for t, row in enumerate(method["matrix"]):
+            for j, value in enumerate(row):
+                source = cells[t][j] if t < len(cells) and j < len(cells[t]) else None
+                if value is not None and not source:
+                    missing.append(f"{name}[{t}][{j}]")
+    return missing
 
 
 def figure(result: dict) -> str:

@@ -94,6 +94,12 @@ def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
     result = json.loads(out_stem.with_suffix(".json").read_text())
     assert set(result["methods"]) == {"zero_shot_base", "oracle_experts", "mr_lora", "lora_ft"}
     assert result["methods"]["lora_ft"]["matrix"][0][1] is None  # stage 1 knows only the first task
+    staged = result["methods"]["mr_lora"]["per_stage"]  # a router per stage; the DAG's serves the last one
+    assert [s["tasks"] for s in staged] == [["rs"], ["rs", "fin"]] and [s["router_reused"] for s in staged] == [
+        False,
+        True,
+    ]
+    assert all(cell for m in result["methods"].values() for row in m["cells"] for cell in row if cell is not None)
     assert out_stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 

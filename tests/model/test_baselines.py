@@ -37,22 +37,53 @@ def test_one_shared_adapter_forgets_the_first_task(toy_root, tmp_path):
     assert not (root / "models/experts").exists()  # a baseline never touches the pipeline's experts
 
 
-def test_isolated_methods_keep_each_task_where_it_was_learned(tmp_path):
-    from mllmcl.continual.baselines import isolated_rows, mr_lora_row
+def test_isolated_methods_name_the_evaluation_behind_every_cell(tmp_path):
+    from mllmcl.continual.baselines import isolated_rows, unmeasured_cells
 
     for task, (base, expert) in {"a": (0.1, 0.9), "b": (0.2, 0.8)}.items():
         folder = tmp_path / "models/experts" / task
         folder.mkdir(parents=True)
         (folder / "train_stats.json").write_text(json.dumps(_stats(task, base, expert)))
     rows = isolated_rows(["a", "b"], tmp_path / "models/experts")
-    assert rows["oracle_experts"] == [[0.9, None], [0.9, 0.8]]
-    assert rows["zero_shot_base"][-1] == [0.1, 0.2]
-    assert mr_lora_row(["a", "b"], tmp_path / "metrics/eval.json") is None  # not evaluated yet
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/eval.json").write_text(
-        json.dumps({"tasks": {"a": {"accuracy": 0.85}, "b": {"accuracy": 0.8}}})
-    )
-    assert mr_lora_row(["a", "b"], tmp_path / "metrics/eval.json") == [0.85, 0.8]
+    assert rows["oracle_experts"]["matrix"] == [[0.9, None], [0.9, 0.8]]
+    assert rows["zero_shot_base"]["matrix"][-1] == [0.1, 0.2]
+    assert rows["oracle_experts"]["cells"][1][0].startswith("experts/a/train_stats.json expert_accuracy")
+    assert unmeasured_cells({"methods": rows}) == []
+    # a filled cell that no evaluation produced is caught, whatever its value
+    rows["oracle_experts"]["cells"][1][0] = None
+    assert unmeasured_cells({"methods": rows}) == ["oracle_experts[1][0]"]
+
+
+@pytest.mark.slow
+def test_mr_lora_is_measured_stage_by_stage_with_a_router_per_stage(tmp_path):
+    """Stage 1 gets a router trained on task 1's replay alone, stage 2 reuses the DAG's router; each row is its own
+    routed evaluation, and a second run reuses the stage-1 router instead of training it again."""
+    from mllmcl.continual.baselines import mr_lora_stages, unmeasured_cells
+    from mllmcl.paths import ProjectPaths
+
+    root = tmp_path / "proj"
+    toy.make_project(root)
+    params = toy.params(expert={"steps": 60, "lr": 3e-3}, router={"steps": 60, "lr": 3e-3})
+    toy.train_models(root, params)
+    paths = ProjectPaths(root)
+    dag_router = (paths.router / "adapter_model.safetensors").read_bytes()
+    rows = []
+    result = mr_lora_stages(list(toy.TASKS), params, paths, progress=False, on_stage=lambda t, row: rows.append(t))
+    a = result["matrix"]
+    assert rows == [0, 1] and a[0][1] is None and all(v is not None for v in (a[0][0], a[1][0], a[1][1]))
+    first, second = result["per_stage"]
+    assert first["tasks"] == ["colour"] and not first["router_reused"] and first["router"].startswith(".cache/")
+    assert second["router_reused"] and second["router"] == "models/router"
+    assert first["language_accuracy"] is not None and first["language_base_accuracy"] is not None
+    assert unmeasured_cells({"methods": {"mr_lora": result}}) == []
+    assert result["cells"][0][0] != result["cells"][1][0]  # row 1 and row 2 of `colour`: two evaluations
+    stage_one = paths.benchmark_work / "routers"
+    trained = sorted(p.name for p in stage_one.iterdir())
+    assert len(trained) == 1 and trained[0].startswith("1-")
+    again = mr_lora_stages(list(toy.TASKS), params, paths, progress=False)
+    assert again["per_stage"][0]["router_seconds"] < first["router_seconds"] / 2  # reused, not trained again
+    assert again["matrix"] == a
+    assert (paths.router / "adapter_model.safetensors").read_bytes() == dag_router  # the DAG's router untouched
 
 
 def _stats(task, base, expert) -> dict:
