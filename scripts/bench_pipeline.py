@@ -155,7 +155,10 @@ def _forget_runs(clone: Path) -> None:
     """Empty DVC's run-cache here and in the (folder) remote, so that a stage seen before is trained again."""
     import shutil
 
-    for runs in (clone / ".dvc/cache/runs", clone / ".dvc-remote/runs"):
+    from flows.cluster import scratch_root
+
+    # the local cluster's workers keep one DVC cache (and run-cache) in the default scratch folder
+    for runs in (clone / ".dvc/cache/runs", clone / ".dvc-remote/runs", scratch_root(None)):
         shutil.rmtree(runs, ignore_errors=True)
 
 
@@ -184,7 +187,8 @@ def two_task_stage(clone: Path, py: str, work: Path, step, names: list[str]) -> 
     for name in names:
         if not (clone / "data/raw" / name / "spec.yaml").exists():
             raise SystemExit(f"no generator spec for {name}")
-    flow = f"PREFECT_HOME={work / 'prefect'} {py} -m flows.continual_stage --no-promote"
+    # --no-pull: a pull would bring back from the remote the experts an earlier run pushed, and nothing would train
+    flow = f"PREFECT_HOME={work / 'prefect'} {py} -m flows.continual_stage --no-promote --no-pull"
     for mode, enabled in (("two_tasks_serial_s", False), ("two_tasks_2_workers_s", True)):
         set_tasks(clone / "params.yaml", before)
         timed([py, "-m", "dvc", "repro"], clone, work / "bench.log")  # the 6-task state (no-op or run-cache restore)
