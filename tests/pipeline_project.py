@@ -96,3 +96,17 @@ def ran_stages(output: str) -> list[str]:
     from flows.dag import ran_stages as from_output
 
     return from_output(output)
+
+
+def restored_stages(output: str) -> list[str]:
+    """Stage names DVC restored from its run-cache instead of running them ("Stage 'x' is cached - skipping run")."""
+    from flows.dag import RESTORED
+
+    return [line.split("'")[1] for line in output.splitlines() if RESTORED in line and "'" in line]
+
+
+def seed_cache(root: Path, shared: Path) -> None:
+    """Copy a shared DVC cache (objects and run-cache) into the project's own `.dvc/cache`: stages another test
+    project ran are restored, yet this project can wipe its cache without touching anyone else's."""
+    if shared.is_dir():
+        shutil.copytree(shared, root / ".dvc" / "cache", dirs_exist_ok=True)

@@ -22,6 +22,6 @@ def harness(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_dvc_cache(tmp_path_factory):
     """One DVC cache (and run-cache) for the end-to-end projects that only need a trained tiny project to start from:
-    the first to train a stage pays for it, the others restore it. test_pipeline keeps a cache of its own: its full
-    run must train every stage."""
+    the first to train a stage pays for it, the others restore it. test_pipeline copies it into a cache of its own,
+    which its S3 test wipes."""
     return tmp_path_factory.mktemp("dvc-cache")

@@ -15,16 +15,19 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, shared_dvc_cache):
+    """The tiny rs+fin project, its cache seeded from the session's shared one: in a full session the stages that
+    other modules trained (test_distributed, test_flows) are restored from the run-cache; alone, it trains them."""
     root = pp.make(tmp_path_factory.mktemp("pipeline") / "proj", ["rs", "fin"])
+    pp.seed_cache(root, shared_dvc_cache)
     out = pp.dvc(root, "repro")
     return {"root": root, "first": out.stdout + out.stderr}
 
 
 def test_full_run_produces_every_artifact(project):
     root = project["root"]
-    ran = pp.ran_stages(project["first"])
-    assert {"base", "train_expert@rs", "train_expert@fin", "train_router", "evaluate", "gate"} <= set(ran)
+    produced = pp.ran_stages(project["first"]) + pp.restored_stages(project["first"])
+    assert {"base", "train_expert@rs", "train_expert@fin", "train_router", "evaluate", "gate"} <= set(produced)
     eval_json = json.loads((root / "metrics/eval.json").read_text())
     assert set(eval_json["tasks"]) == {"rs", "fin"} and "language" in eval_json
     gate = json.loads((root / "metrics/gate.json").read_text())
