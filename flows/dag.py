@@ -75,6 +75,11 @@ def restored_from_run_cache(output: str) -> bool:
     return RESTORED in output
 
 
+def restored_stages(output: str) -> list[str]:
+    """Stages `dvc repro` restored from the run-cache instead of running them ("Stage 'x' is cached - skipping run")."""
+    return [line.split("'")[1] for line in output.splitlines() if RESTORED in line and "'" in line]
+
+
 def fetch_run_cache(root: Path) -> str:
     """The remote's run-cache entries (which stage runs exist, keyed by their inputs): `repro --pull` then restores
     a stage a worker already ran."""

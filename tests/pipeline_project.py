@@ -99,10 +99,10 @@ def ran_stages(output: str) -> list[str]:
 
 
 def restored_stages(output: str) -> list[str]:
-    """Stage names DVC restored from its run-cache instead of running them ("Stage 'x' is cached - skipping run")."""
-    from flows.dag import RESTORED
+    """Stage names DVC restored from its run-cache instead of running them."""
+    from flows.dag import restored_stages as from_output
 
-    return [line.split("'")[1] for line in output.splitlines() if RESTORED in line and "'" in line]
+    return from_output(output)
 
 
 def seed_cache(root: Path, shared: Path) -> None:

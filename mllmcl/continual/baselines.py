@@ -47,7 +47,9 @@ def sequential_lora(
     shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
     folders = {t: Path(tasks_dir) / t for t in tasks}
     tests = {t: rec_io.read_records(folders[t] / "test.jsonl") for t in tasks}
+    n = len(tasks)
     matrix: Matrix = []
+    cells: list[list[str | None]] = []
     seconds = []
     for stage, task in enumerate(tasks):
         t0 = time.perf_counter()
@@ -63,14 +65,21 @@ def sequential_lora(
             progress=progress,
             desc=f"LoRA-FT {stage + 1}/{len(tasks)} {task}",
         )
-        row: list[float | None] = [None] * len(tasks)
+        row: list[float | None] = [None] * n
         for j in range(stage + 1):
             row[j], _ = score(shared, prompting, tests[tasks[j]], folders[tasks[j]])
         matrix.append(row)
+        cells.append([f"lora_ft stage {stage + 1}: evaluation on {tasks[j]}" if j <= stage else None for j in range(n)])
         seconds.append(round(time.perf_counter() - t0, 1))
         if on_stage:
             on_stage(stage, row)
-    return {"matrix": matrix, "stage_seconds": seconds, "steps_per_task": cfg.steps, **metrics.summary(matrix)}
+    return {
+        "matrix": matrix,
+        "cells": cells,
+        "stage_seconds": seconds,
+        "steps_per_task": cfg.steps,
+        **metrics.summary(matrix),
+    }
 
 
 def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
@@ -231,7 +240,7 @@ def compare(
         return (lambda stage, row: on_stage(method, stage, row)) if on_stage else None
 
     methods["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("MR-LoRA"))
-    lora_ft = sequential_lora(
+    methods["lora_ft"] = sequential_lora(
         tasks,
         params,
         base_dir=paths.base,
@@ -240,10 +249,6 @@ def compare(
         progress=progress,
         on_stage=report("LoRA-FT"),
     )
-    n = len(tasks)
-    lora_ft["cells"] = [[f"lora_ft stage {t + 1}: evaluation on {tasks[j]}" if j <= t else None for j in range(n)]
-                        for t in range(n)]  # fmt: skip
-    methods["lora_ft"] = lora_ft
     return {"tasks": list(tasks), "methods": methods}
 
 

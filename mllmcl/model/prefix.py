@@ -8,13 +8,10 @@ does not reproduce the full pass exactly is trained on full sequences, as before
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mllmcl.model.batching import Encoded, add_positions, collate, computes_own_positions
-
-log = logging.getLogger(__name__)
 
 MIN_TOKENS = 16  # a shorter common prefix (a chat template's "USER:") is not worth a second forward pass
 TOLERANCE = 1e-4  # relative: the split pass's loss must equal the full pass's
