@@ -18,6 +18,7 @@ from pathlib import Path
 
 def _mix(params, paths, n: int) -> list[dict]:
     """n requests taken in turn from every learned task's test set (JSON bodies, images inline)."""
+    from mllmcl.data.images import read_image_bytes
     from mllmcl.data.records import read_records
 
     per_task = []
@@ -28,7 +29,7 @@ def _mix(params, paths, n: int) -> list[dict]:
         for r in rows:
             body = {"question": r["question"], "id": r["id"]}
             if r.get("image"):
-                body["image_base64"] = base64.b64encode((folder / r["image"]).read_bytes()).decode()
+                body["image_base64"] = base64.b64encode(read_image_bytes(folder / r["image"])).decode()
             bodies.append(body)
         per_task.append(bodies)
     out = []

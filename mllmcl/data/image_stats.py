@@ -40,10 +40,14 @@ def image_stats(image, *, max_side: int | None = None) -> dict:
 
 def image_features(path: Path) -> dict:
     """`image_stats` of an image file; an unreadable file is a DataError naming it."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
+    from mllmcl.data.images import read_image_bytes
+
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(read_image_bytes(path))) as im:
             im.load()
             return image_stats(im)
     except (OSError, UnidentifiedImageError) as e:

@@ -1,4 +1,4 @@
-"""Raw task input -> normalised task folder (data/tasks/<task>/: train.jsonl, test.jsonl, images/, meta.json).
+"""Raw task input -> normalised task folder (data/tasks/<task>/: train.jsonl, test.jsonl, images.zip, meta.json).
 
 `data/raw/<task>/spec.yaml` says what the raw folder holds:
   generator: <name>                 a task of the embedded MLLM-CL-mini benchmark (sizes from params `data:`)
@@ -21,6 +21,7 @@ import yaml
 
 from mllmcl.config import DataConfig
 from mllmcl.data import records as rec_io
+from mllmcl.data.images import pack_images
 from mllmcl.errors import DataError
 
 SPEC_FILE = "spec.yaml"
@@ -53,6 +54,7 @@ def ingest_task(task: str, data_cfg: DataConfig, *, raw_dir: Path, out_dir: Path
         else:
             meta = _import_llava(task, spec, raw_dir, tmp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        pack_images(tmp)  # one file for DVC to hash and move instead of one per image (mllmcl/data/images.py)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     finally:

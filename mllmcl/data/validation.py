@@ -8,6 +8,7 @@ this image also in the other split?) become columns first, and GE reports the of
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from mllmcl.config import ValidateConfig
 from mllmcl.data import records as rec_io
+from mllmcl.data.images import image_exists, read_image_bytes
 
 MAX_LISTED = 20  # offending rows listed per rule in messages (all of them go to the JSON report)
 
@@ -135,17 +137,16 @@ def _image_facts(folder: Path, image: str | None, cfg: ValidateConfig, expected_
     if not inside:
         facts.update(image_exists=False, image_decodes=False, image_mode_ok=False, image_size_ok=False)
         return facts
-    if not target.is_file():
+    if not image_exists(target):  # a loose file, or a member of the folder's images.zip
         facts.update(image_exists=False, image_decodes=False, image_mode_ok=False, image_size_ok=False)
         return facts
-    size = target.stat().st_size
-    facts["image_bytes_ok"] = size <= cfg.max_image_bytes
-    data = target.read_bytes()
+    data = read_image_bytes(target)
+    facts["image_bytes_ok"] = len(data) <= cfg.max_image_bytes
     facts["image_sha256"] = hashlib.sha256(data).hexdigest()
     from PIL import Image
 
     try:
-        with Image.open(target) as im:
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
             mode, (w, h) = im.mode, im.size
     except Exception:  # Pillow raises many types for broken files; all mean "does not decode"

@@ -34,15 +34,18 @@ MAX_IMAGE_SIDE = 4096  # pixels: larger images are refused before they are decod
 def open_image(path: Path, *, where: str = ""):
     """Decode an image as RGB, turning any decoding problem into a clear error that names the file (and `where`, e.g.
     the request's line). The size is checked from the header, before a single pixel is decoded."""
+    import io
     import warnings
 
     from PIL import Image, UnidentifiedImageError
+
+    from mllmcl.data.images import read_image_bytes
 
     prefix = f"{where}: " if where else ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(read_image_bytes(path))) as im:
                 w, h = im.size
                 if max(w, h) > MAX_IMAGE_SIDE:
                     raise DataError(

@@ -15,6 +15,7 @@ from PIL import Image
 from mllmcl.cli.main import main
 from mllmcl.config import load_params
 from mllmcl.config.schema import MinRows
+from mllmcl.data.images import image_exists
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +93,7 @@ def test_llava_files_become_a_validated_dvc_tracked_task(project, tmp_path):
     folder = project / "data/tasks/pets"
     rec = read_records(folder / "train.jsonl")[0]
     assert rec["question"] == "What colour is the pet's collar?" and rec["answer"] in {"red", "blue"}
-    assert (folder / rec["image"]).exists()
+    assert image_exists(folder / rec["image"]) and not (folder / "images").exists()  # packed into images.zip
     cfg = params.validate_.model_copy(update={"min_rows": MinRows(train=4, test=2)})
     result = validate_task(folder, "pets", cfg)
     assert result.passed, result.summary()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from mllmcl.config import ValidateConfig
+from mllmcl.data.images import pack_images
 from mllmcl.data.records import write_records
 from mllmcl.data.validation import validate_task, write_reports
 
@@ -206,6 +207,26 @@ def test_bad_input_is_rejected_with_rule_and_row(tmp_path, damage):
     assert report["passed"] is False
     assert any(c["rule"] == rule and not c["passed"] for c in report["checks"])
     assert "FAILED" in md.read_text()
+
+
+PACKED_DAMAGE = [_truncated_png, _not_an_image, _wrong_size, _grey_mode, _missing_image, _leakage]
+
+
+def test_a_valid_packed_task_passes(tmp_path):
+    make_valid(tmp_path)
+    assert pack_images(tmp_path) == 12 and not (tmp_path / "images").exists()
+    result = validate_task(tmp_path, "t", CFG)
+    assert result.passed, result.summary()
+
+
+@pytest.mark.parametrize("damage", PACKED_DAMAGE, ids=[f.__name__.strip("_") for f in PACKED_DAMAGE])
+def test_a_bad_image_inside_images_zip_is_named_like_a_loose_one(tmp_path, damage):
+    """Ingest packs a task's images into images.zip; a damaged member fails the same rule on the same row."""
+    make_valid(tmp_path)
+    rule, row = damage(tmp_path)
+    assert pack_images(tmp_path) > 0
+    failed = {c.rule: c for c in validate_task(tmp_path, "t", CFG).failures()}
+    assert rule in failed and any(row in r for r in failed[rule].rows), failed
 
 
 def test_unbalanced_question_types_fail(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from mllmcl.data.images import read_image_bytes
 from tests import pipeline_project as pp
 
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ def _labelled_batch(project: Path, tmp_path: Path) -> tuple[Path, list[dict]]:
     (batch / "images").mkdir(parents=True)
     lines = []
     for r in _records(generated, "train"):
-        shutil.copy(generated / r["image"], batch / "images" / Path(r["image"]).name)
+        (batch / "images" / Path(r["image"]).name).write_bytes(read_image_bytes(generated / r["image"]))
         lines.append({"id": r["id"], "image": f"images/{Path(r['image']).name}", "question": r["question"],
                       "answer": r["answer"]})  # fmt: skip
     (batch / "requests.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -149,7 +149,7 @@ class Client(threading.Thread):
 
 
 def _with_bytes(records: list[dict], folder: Path | None = None) -> list[dict]:
-    return [{**r, "bytes": Path(folder / r["image"] if folder else r["image"]).read_bytes()} for r in records]
+    return [{**r, "bytes": read_image_bytes(Path(folder / r["image"] if folder else r["image"]))} for r in records]
 
 
 def test_drifted_traffic_becomes_a_served_new_expert(tmp_path, server_env, shared_dvc_cache):

@@ -5,10 +5,10 @@ version, and a JSONL batch is judged end to end with the reports written. Slow: 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
+from mllmcl.data.images import read_image_bytes
 from mllmcl.paths import ProjectPaths
 from tests import toy
 
@@ -58,7 +58,7 @@ def test_a_batch_is_judged_end_to_end(trained_root):
     lines = []
     for task in toy.TASKS:
         for r in read_records(paths.task_data(task) / "test.jsonl"):
-            shutil.copy(paths.task_data(task) / r["image"], folder / "images" / f"{r['id']}.png")
+            (folder / "images" / f"{r['id']}.png").write_bytes(read_image_bytes(paths.task_data(task) / r["image"]))
             lines.append(json.dumps({"id": r["id"], "image": f"images/{r['id']}.png", "question": r["question"]}))
     (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
     monitor = Monitor(trained_root, params)

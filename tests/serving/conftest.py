@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mllmcl.config import parse_params
+from mllmcl.data.images import read_image_bytes
 from tests import toy
 
 SERVE = {"max_batch": 8, "max_wait_ms": 60, "max_image_bytes": 200_000, "max_question_chars": 500, "keep_images": True}
@@ -51,7 +52,7 @@ def serving_project(toy_root, tmp_path_factory):
 
 def png(root, task: str = "colour", i: int = 0) -> bytes:
     """A toy test image's PNG bytes."""
-    return (root / "data" / "tasks" / task / "images" / f"test_{i:04d}.png").read_bytes()
+    return read_image_bytes(root / "data" / "tasks" / task / "images" / f"test_{i:04d}.png")
 
 
 def b64(data: bytes) -> str:
