@@ -119,6 +119,11 @@ class ProjectPaths:
         return self.root / ".cache" / "benchmark"
 
     @property
+    def embedding_cache(self) -> Path:
+        """The base's image embeddings, kept between router retrainings (mllmcl/continual/embedding_cache.py)."""
+        return self.root / ".cache" / "embeddings"
+
+    @property
     def registry_cache(self) -> Path:
         return self.root / ".cache" / "registry"
 

@@ -16,6 +16,7 @@ def main(args) -> int:
         tasks_dir=args.tasks_dir or paths.tasks_dir,
         out_dir=args.out or paths.router,
         checkpoint_dir=paths.checkpoints("router"),
+        embedding_cache=paths.embedding_cache,
     )
     print(
         f"router: accuracy {s['accuracy']:.3f}, text-only to base {s['base_routing_accuracy']:.3f}, "

@@ -202,6 +202,7 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
         tasks_dir=paths.tasks_dir,
         out_dir=partial,
         checkpoint_dir=paths.checkpoints(f"benchmark-router-{key}"),
+        embedding_cache=paths.embedding_cache,
         progress=progress,
     )
     partial.rename(folder)

@@ -5,6 +5,7 @@ routes to the base model (open set), never to a random expert."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -15,8 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mllmcl.config import Params, RouterConfig
+from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
 from mllmcl.continual.open_set import NoveltyProfile, compact
 from mllmcl.data import records as rec_io
+from mllmcl.data.images import read_image_bytes
 from mllmcl.errors import DataError, ModelLoadError
 from mllmcl.model.batching import Encoded, collate, encode, open_image
 from mllmcl.model.embeddings import decoder_input_embeddings, image_token_id, pooled_image_embeddings
@@ -248,17 +251,20 @@ def train_router(
     tasks_dir: Path,
     out_dir: Path,
     checkpoint_dir: Path | None = None,
+    embedding_cache: Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Train the router from the base on the replay set of `tasks` (+ text-only samples labelled base), measure
-    it on held-out test samples, and save adapter, pool and stats to `out_dir`."""
+    it on held-out test samples, and save adapter, pool and stats to `out_dir`. `embedding_cache`: a folder keeping
+    the base's image embeddings for the open-set profile between runs (`mllmcl/continual/embedding_cache.py`)."""
     from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
     from mllmcl.model.loading import load_base, resolve_base
     from mllmcl.model.training import train
 
     cfg = params.router
     pool = build_pool(tasks, tasks_dir)
-    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
+    base = resolve_base(params.base, base_dir)
+    model, processor = load_base(base, trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
     examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
@@ -282,7 +288,8 @@ def train_router(
         text_only_to_base=cfg.text_only_to_base,
         adapter="default",
     )
-    router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg)
+    cache = EmbeddingCache(embedding_cache, base_key(base)) if embedding_cache is not None else None
+    router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg, cache)
     held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
     result.update(tasks=list(tasks), samples_per_task=cfg.samples_per_task, base_samples=cfg.base_samples)
@@ -299,14 +306,33 @@ def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:
     return (open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"])
 
 
-def _image_requests(labelled: list[tuple[str, dict]], tasks_dir: Path) -> list[tuple[str, tuple]]:
-    return [(label, _request(label, rec, tasks_dir)) for label, rec in labelled if rec.get("image")]
+def _image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache | None) -> list[tuple]:
+    """(label, base image embedding or None) of each labelled record that has an image; through `cache` when given,
+    keyed by the image's bytes, so only images it has not seen are opened and embedded."""
+    rows = [(label, rec) for label, rec in labelled if rec.get("image")]
+
+    def compute(indices):
+        return router.image_embeddings([_request(*rows[i], tasks_dir) for i in indices])
+
+    if cache is None:
+        vectors = compute(range(len(rows)))
+    else:
+        items = [
+            (
+                label,
+                hashlib.sha256(read_image_bytes(Path(tasks_dir) / rec.get("_task", label) / rec["image"])).hexdigest(),
+            )
+            for label, rec in rows
+        ]
+        vectors = cache.embed(items, compute)
+    return [(label, v) for (label, _), v in zip(rows, vectors)]
 
 
-def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
+def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig, cache=None):
     """The open-set profile of `tasks`: one Gaussian per task fitted on `novelty_samples_per_task` of its training
     images, the threshold calibrated on as many other training images (the test split stays unseen for evaluation).
-    Returns (profile or None when there are no image tasks, stats for router_stats.json)."""
+    Returns (profile or None when there are no image tasks, stats for router_stats.json). `cache`: an
+    EmbeddingCache the base's image embeddings are read from and added to."""
     import numpy as np
 
     n = cfg.novelty_samples_per_task
@@ -318,11 +344,10 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         fit += rows[:half]
         fitted = {r.get("image") for _, r in rows[:half]}  # the embedding ignores the question: disjoint by image
         calibration += [(t, r) for t, r in rows[half : 2 * half] if r.get("image") not in fitted]
-    fit_req, cal_req = _image_requests(fit, tasks_dir), _image_requests(calibration, tasks_dir)
-    fit_emb = router.image_embeddings([req for _, req in fit_req])
-    cal_emb = router.image_embeddings([req for _, req in cal_req])
+    fit_emb = _image_embeddings(router, fit, tasks_dir, cache)
+    cal_emb = [e for _, e in _image_embeddings(router, calibration, tasks_dir, cache)]
     by_task: dict[str, list] = {}
-    for (label, _), emb in zip(fit_req, fit_emb):
+    for label, emb in fit_emb:
         if emb is not None:
             by_task.setdefault(label, []).append(emb)
     by_task = {t: v for t, v in by_task.items() if len(v) >= 2}
@@ -337,6 +362,8 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         "quantile": cfg.novelty_quantile,
         "fit_images": sum(len(v) for v in by_task.values()),
         "calibration_images": len(known),
+        "embeddings_cached": cache.hits if cache is not None else 0,
+        "embeddings_computed": cache.misses if cache is not None else len(fit_emb) + len(cal_emb),
     }
 
 

@@ -216,3 +216,35 @@ def test_open_set_sends_an_unseen_kind_of_image_to_the_base(trained, toy_root):
     flagged = model.predict(novel)
     assert sum(not p.known and p.expert == "base" for p in flagged) >= 11, [(p.expert, p.novelty) for p in flagged]
     assert min(p.novelty for p in flagged) > max(p.novelty for p in known)
+
+
+def test_a_router_retraining_reuses_the_bases_image_embeddings_and_refuses_stale_ones(trained, toy_root, tmp_path):
+    """The open-set profile is fitted on the frozen base's image embeddings: a later retraining reads them from the
+    cache instead of embedding every image again, gets the same profile, and a cache that disagrees with the model
+    (a changed base, a poisoned file) is thrown away rather than trusted."""
+    import numpy as np
+
+    from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
+    from mllmcl.continual.inference import RoutedModel
+    from mllmcl.continual.router import fit_open_set
+
+    params = toy.params(router={"steps": 150, "lr": 3e-3})
+    router = RoutedModel.from_dir(toy_root / "models").router
+    tasks, tasks_dir = list(toy.TASKS), toy_root / "data/tasks"
+    key = base_key(str(toy_root / "models/base"))
+    fresh, s0 = fit_open_set(router, tasks, tasks_dir, params.router)
+    first, s1 = fit_open_set(router, tasks, tasks_dir, params.router, EmbeddingCache(tmp_path, key))
+    again, s2 = fit_open_set(router, tasks, tasks_dir, params.router, EmbeddingCache(tmp_path, key))
+    total = s0["embeddings_computed"]
+    assert total > 0 and (s1["embeddings_cached"], s1["embeddings_computed"]) == (0, total)
+    assert (s2["embeddings_cached"], s2["embeddings_computed"]) == (total, 0)
+    for profile in (first, again):
+        assert np.allclose(profile.means, fresh.means, atol=1e-5) and abs(profile.threshold - fresh.threshold) < 1e-4
+
+    for shard in (tmp_path / key).glob("*.npz"):  # a stale cache: every vector moved
+        with np.load(shard) as z:
+            keys, vectors = z["keys"], z["vectors"]
+        np.savez(shard, keys=keys, vectors=vectors + 1.0)
+    healed, s3 = fit_open_set(router, tasks, tasks_dir, params.router, EmbeddingCache(tmp_path, key))
+    assert (s3["embeddings_cached"], s3["embeddings_computed"]) == (0, total)
+    assert np.allclose(healed.means, fresh.means, atol=1e-5)
