@@ -107,20 +107,23 @@ def _refuse_links_out(images: Path) -> None:
 
 def append_task(params_path: Path, name: str) -> None:
     """Append `name` to params.yaml `tasks`, keeping comments; no checks (check_name does them)."""
-    edit_params(params_path, lambda data: data["tasks"].append(name))
+    edit_params(params_path, lambda data: _replace_list(data["tasks"], [*data["tasks"], name]))
 
 
 def set_tasks(params_path: Path, names: list[str]) -> None:
     """Replace the learned task list (switching tracks), keeping the file's comments."""
+    edit_params(params_path, lambda data: _replace_list(data["tasks"], names))
 
-    def replace(tasks) -> None:
-        trailing = tasks.ca.items.pop(len(tasks) - 1, None) if tasks else None  # the comment block after the list
-        tasks.clear()
-        tasks.extend(names)
-        if trailing and names:
-            tasks.ca.items[len(names) - 1] = trailing
 
-    edit_params(params_path, lambda data: replace(data["tasks"]))
+def _replace_list(tasks, names: list[str]) -> None:
+    """ruamel hangs the comment block after a list (the next section's heading) on its last item: it moves to the
+    new last item, so a task added lands above that heading, not under it."""
+    trailing = tasks.ca.items.pop(len(tasks) - 1, None) if tasks else None
+    names = list(names)
+    tasks.clear()
+    tasks.extend(names)
+    if trailing and names:
+        tasks.ca.items[len(names) - 1] = trailing
 
 
 def edit_params(params_path: Path, edit: Callable[[dict], None]) -> None:
@@ -132,6 +135,9 @@ def edit_params(params_path: Path, edit: Callable[[dict], None]) -> None:
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 4096  # keep flow-style lines whole
+    y.representer.add_representer(  # `key: null` stays `null` (ruamel would write an empty value)
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     data = y.load(Path(params_path).read_text(encoding="utf-8"))
     edit(data)
     tmp = Path(params_path).with_suffix(".yaml.tmp")

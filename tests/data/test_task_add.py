@@ -3,6 +3,7 @@ params.yaml without losing the file's comments."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 import subprocess
@@ -118,6 +119,13 @@ def test_synthetic_task_add_registers_a_generator_spec(project, capsys):
     )
     assert "generator: ocr" in (project / "data/raw/ocr/spec.yaml").read_text()
     assert load_params(project / "params.yaml").tasks[-1] == "ocr"
+    diff = difflib.unified_diff(
+        (REPO / "params.yaml").read_text().splitlines(), (project / "params.yaml").read_text().splitlines(), n=0
+    )
+    changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["+  - ocr"], changed  # one line; every null, comment and blank line as it was
+    lines = (project / "params.yaml").read_text().splitlines()
+    assert lines[lines.index("  - ocr") - 1] == "  - fin"  # right below the last task, above the next section
 
 
 def test_a_shipped_generator_spec_is_learned_and_a_clash_refused(project, capsys):
