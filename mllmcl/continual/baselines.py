@@ -1,7 +1,8 @@
 """The continual-learning baselines MR-LoRA is judged against (METHOD.md), on the workspace's base and task
 data: the zero-shot base (lower bound), sequential LoRA fine-tuning (LoRA-FT: ONE shared adapter trained
-task after task, the forgetting MR-LoRA avoids), per-task experts with oracle routing (MR-LoRA's upper
-bound) and MR-LoRA itself, measured stage by stage (a router per stage, as the pipeline trains it). Each gets
+task after task, the forgetting MR-LoRA avoids), LoRA-FT with a replay memory, mSGM (soft targets, with and
+without rehearsal), joint multi-task LoRA (the classic upper bound), per-task experts with oracle routing
+(MR-LoRA's upper bound) and MR-LoRA itself, measured stage by stage (a router per stage, as the pipeline trains it). Each gets
 the accuracy matrix A[t][j], the evaluation behind every cell (`cells`) and the MFT/MFN/MAA/BWT of
 mllmcl.continual.metrics."""
 
@@ -21,6 +22,10 @@ from mllmcl.paths import ProjectPaths
 Matrix = list[list[float | None]]
 
 
+MSGM_LABEL_SMOOTHING = 0.01  # soft targets of mSGM (Srivastava et al., METHOD.md)
+DEFAULT_REPLAY_PER_TASK = 50  # memory of the replay baselines: training records kept per earlier task
+
+
 def sequential_lora(
     tasks: Sequence[str],
     params: Params,
@@ -28,12 +33,21 @@ def sequential_lora(
     base_dir: Path,
     tasks_dir: Path,
     steps: int | None = None,
+    replay_per_task: int = 0,
+    label_smoothing: float = 0.0,
+    method: str = "lora_ft",
+    language_suite: str | None = None,
     progress: bool = True,
     on_stage: Callable[[int, list], None] | None = None,
 ) -> dict:
-    """LoRA-FT: one adapter, trained from the base on task 1, then further on task 2, ... (same LoRA config,
-    steps and learning rate as an expert; a fresh optimizer per task). After each stage it is scored on
-    every task learned so far, which fills the lower triangle of the accuracy matrix."""
+    """One shared adapter, trained from the base on task 1, then further on task 2, ... (same LoRA config, steps and
+    learning rate as an expert; a fresh optimizer per task), scored after each stage on every task learned so far
+    (the lower triangle of A) and on the text-only `language_suite`. The variants of the seed papers:
+    - LoRA-FT: nothing else (the forgetting MR-LoRA avoids);
+    - + replay: a fixed memory of `replay_per_task` training records of every earlier task joins each stage's data;
+    - mSGM: `label_smoothing` (soft targets), with or without that replay (rehearsal)."""
+    import random
+
     from mllmcl.continual.experts import task_seed
     from mllmcl.model.adapters import lora_config, new_adapter
     from mllmcl.model.batching import encode_records
@@ -47,39 +61,137 @@ def sequential_lora(
     shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
     folders = {t: Path(tasks_dir) / t for t in tasks}
     tests = {t: rec_io.read_records(folders[t] / "test.jsonl") for t in tasks}
+    language = _language_records(tasks_dir, language_suite)
+    language_base = None
+    if language:
+        with shared.disable_adapter():
+            language_base, _ = score(shared, prompting, language, Path(tasks_dir) / language_suite)
     n = len(tasks)
     matrix: Matrix = []
     cells: list[list[str | None]] = []
-    seconds = []
+    stages = []
+    memory: list[tuple[str, dict]] = []  # (task, record): what replay keeps of the tasks already learned
     for stage, task in enumerate(tasks):
         t0 = time.perf_counter()
-        examples = encode_records(
-            prompting, rec_io.read_records(folders[task] / "train.jsonl"), folders[task], with_answers=True
-        )
+        records = rec_io.read_records(folders[task] / "train.jsonl")
+        examples = encode_records(prompting, records, folders[task], with_answers=True)
+        for earlier in dict.fromkeys(t for t, _ in memory):
+            kept = [r for t, r in memory if t == earlier]
+            examples += encode_records(prompting, kept, folders[earlier], with_answers=True)
         train_cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
-        train(
+        trained = train(
             shared,
             examples,
             train_cfg,
             pad_id=prompting.tokenizer.pad_token_id,
             progress=progress,
-            desc=f"LoRA-FT {stage + 1}/{len(tasks)} {task}",
+            desc=f"{method} {stage + 1}/{len(tasks)} {task}",
+            label_smoothing=label_smoothing,
         )
+        if replay_per_task:
+            rng = random.Random(f"{cfg.seed}-replay-{task}")
+            memory += [(task, r) for r in rng.sample(records, min(replay_per_task, len(records)))]
         row: list[float | None] = [None] * n
         for j in range(stage + 1):
             row[j], _ = score(shared, prompting, tests[tasks[j]], folders[tasks[j]])
+        language_accuracy = (
+            score(shared, prompting, language, Path(tasks_dir) / language_suite)[0] if language else None
+        )
         matrix.append(row)
-        cells.append([f"lora_ft stage {stage + 1}: evaluation on {tasks[j]}" if j <= stage else None for j in range(n)])
-        seconds.append(round(time.perf_counter() - t0, 1))
+        cells.append(
+            [f"{method} stage {stage + 1}: evaluation on {tasks[j]}" if j <= stage else None for j in range(n)]
+        )
+        stages.append(
+            {
+                "stage": stage + 1,
+                "task": task,
+                "train_examples": len(examples),
+                "memory_records": len(memory),
+                "train_seconds": trained.seconds,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "language_accuracy": language_accuracy,
+                "language_base_accuracy": language_base,
+            }
+        )
         if on_stage:
             on_stage(stage, row)
     return {
         "matrix": matrix,
         "cells": cells,
-        "stage_seconds": seconds,
+        "per_stage": stages,
+        "stage_seconds": [s["seconds"] for s in stages],
         "steps_per_task": cfg.steps,
+        "replay_per_task": replay_per_task,
+        "label_smoothing": label_smoothing,
         **metrics.summary(matrix),
     }
+
+
+def joint_lora(
+    tasks: Sequence[str],
+    params: Params,
+    *,
+    base_dir: Path,
+    tasks_dir: Path,
+    steps: int | None = None,
+    language_suite: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Joint multi-task LoRA, the classic upper bound: one adapter trained once on every task's training data at
+    once, with the budget of one expert per task (steps x tasks), scored on every task. Only the last row of A is
+    measured (there is no sequence); the earlier rows stay empty rather than copied."""
+    from mllmcl.model.adapters import lora_config, new_adapter
+    from mllmcl.model.batching import encode_records
+    from mllmcl.model.generation import score_records as score
+    from mllmcl.model.loading import Prompting, load_base, resolve_base
+    from mllmcl.model.training import train
+
+    cfg = params.expert
+    cfg = cfg.model_copy(update={"steps": (steps or cfg.steps) * len(tasks)})
+    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
+    prompting = Prompting.for_model(model, processor)
+    shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
+    folders = {t: Path(tasks_dir) / t for t in tasks}
+    examples = []
+    for task in tasks:
+        examples += encode_records(
+            prompting, rec_io.read_records(folders[task] / "train.jsonl"), folders[task], with_answers=True
+        )
+    t0 = time.perf_counter()
+    trained = train(shared, examples, cfg, pad_id=prompting.tokenizer.pad_token_id, progress=progress, desc="joint")
+    n = len(tasks)
+    final = [score(shared, prompting, rec_io.read_records(folders[t] / "test.jsonl"), folders[t])[0] for t in tasks]
+    language = _language_records(tasks_dir, language_suite)
+    matrix: Matrix = [[None] * n for _ in range(n - 1)] + [final]
+    cells = [[None] * n for _ in range(n - 1)] + [[f"joint: evaluation on {t}" for t in tasks]]
+    return {
+        "matrix": matrix,
+        "cells": cells,
+        "per_stage": [
+            {
+                "stage": n,
+                "tasks": list(tasks),
+                "train_examples": len(examples),
+                "train_seconds": trained.seconds,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "language_accuracy": score(shared, prompting, language, Path(tasks_dir) / language_suite)[0]
+                if language
+                else None,
+            }
+        ],
+        "steps": cfg.steps,
+        **metrics.summary(matrix),
+        "MFT": None,  # without a sequence there is no just-learned accuracy to forget from
+        "MAA": None,
+        "BWT": None,
+    }
+
+
+def _language_records(tasks_dir: Path, suite: str | None) -> list[dict]:
+    """The text-only suite's test records (empty when there is none): how each method's linguistic ability moves."""
+    if not suite or not (Path(tasks_dir) / suite / "test.jsonl").exists():
+        return []
+    return rec_io.read_records(Path(tasks_dir) / suite / "test.jsonl")
 
 
 def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
@@ -221,36 +333,62 @@ def _same_training(stats: dict, params: Params) -> bool:
     )
 
 
+SHARED_ADAPTER_METHODS = {  # method -> (replay?, label smoothing)
+    "lora_ft": (False, 0.0),
+    "lora_ft_replay": (True, 0.0),
+    "msgm": (False, MSGM_LABEL_SMOOTHING),
+    "msgm_replay": (True, MSGM_LABEL_SMOOTHING),
+}
+METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", *SHARED_ADAPTER_METHODS, "joint")
+
+
 def compare(
     tasks: Sequence[str],
     params: Params,
     paths: ProjectPaths,
     *,
     steps: int | None = None,
+    methods: Sequence[str] = METHODS,
+    replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
     progress: bool = True,
     on_stage=None,
 ) -> dict:
-    """Accuracy matrix and CL metrics of every method for `tasks` in order. LoRA-FT and MR-LoRA's routers of earlier
-    stages are trained now (slow); the zero-shot base and the experts are read from their training stats.
-    `on_stage(method, stage, row)` reports each row as it is measured."""
-    methods: dict[str, dict] = {}
-    for name, method in isolated_rows(tasks, paths.experts).items():
-        methods[name] = {**method, **metrics.summary(method["matrix"])}
+    """Accuracy matrix and CL metrics of each of `methods` for `tasks` in order. The shared-adapter methods, joint
+    training and MR-LoRA's routers of earlier stages are trained now (slow); the zero-shot base and the experts are read
+    from their training stats. `on_stage(method, stage, row)` reports each row as it is measured."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown benchmark methods {unknown} (have: {', '.join(METHODS)})")
+    out: dict[str, dict] = {}
+    if {"zero_shot_base", "oracle_experts"} & set(methods):
+        for name, method in isolated_rows(tasks, paths.experts).items():
+            if name in methods:
+                out[name] = {**method, **metrics.summary(method["matrix"])}
 
     def report(method: str):
         return (lambda stage, row: on_stage(method, stage, row)) if on_stage else None
 
-    methods["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("MR-LoRA"))
-    methods["lora_ft"] = sequential_lora(
-        tasks,
-        params,
-        base_dir=paths.base,
-        tasks_dir=paths.tasks_dir,
-        steps=steps,
-        progress=progress,
-        on_stage=report("LoRA-FT"),
-    )
-    return {"tasks": list(tasks), "methods": methods}
+    common = dict(base_dir=paths.base, tasks_dir=paths.tasks_dir, steps=steps, progress=progress)
+    language = params.router.base_suite
+    if "mr_lora" in methods:
+        out["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("mr_lora"))
+    for name, (replay, smoothing) in SHARED_ADAPTER_METHODS.items():
+        if name in methods:
+            out[name] = sequential_lora(
+                tasks,
+                params,
+                **common,
+                replay_per_task=replay_per_task if replay else 0,
+                label_smoothing=smoothing,
+                method=name,
+                language_suite=language,
+                on_stage=report(name),
+            )
+    if "joint" in methods:
+        out["joint"] = joint_lora(tasks, params, **common, language_suite=language)
+        if on_stage:
+            on_stage("joint", len(tasks) - 1, out["joint"]["matrix"][-1])
+    return {"tasks": list(tasks), "methods": {m: out[m] for m in METHODS if m in out}}
 
 
 def unmeasured_cells(result: dict) -> list[str]:
@@ -276,14 +414,27 @@ def figure(result: dict) -> str:
     from mllmcl.plots import draw_heatmap, png_data_uri
 
     tasks, methods = result["tasks"], result["methods"]
-    names = [m for m in ("zero_shot_base", "lora_ft", "mr_lora", "oracle_experts") if m in methods]
+    names = [m for m in METHODS if m in methods]
     labels = {
         "zero_shot_base": "zero-shot base",
-        "lora_ft": "LoRA-FT (one shared adapter)",
-        "mr_lora": "MR-LoRA (routed)",
         "oracle_experts": "experts, oracle routing",
+        "mr_lora": "MR-LoRA (routed)",
+        "lora_ft": "LoRA-FT (one shared adapter)",
+        "lora_ft_replay": "LoRA-FT + replay",
+        "msgm": "mSGM (soft targets)",
+        "msgm_replay": "mSGM + rehearsal",
+        "joint": "joint multi-task LoRA",
     }
-    colours = {"zero_shot_base": "#c9c9c9", "lora_ft": "#d9534f", "mr_lora": "#e08a2c", "oracle_experts": "#7aa6d8"}
+    colours = {
+        "zero_shot_base": "#c9c9c9",
+        "oracle_experts": "#7aa6d8",
+        "mr_lora": "#e08a2c",
+        "lora_ft": "#d9534f",
+        "lora_ft_replay": "#b5651d",
+        "msgm": "#8e6cc0",
+        "msgm_replay": "#5b3f8c",
+        "joint": "#5cb85c",
+    }
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
     w = 0.8 / len(names)
     for k, name in enumerate(names):
@@ -292,7 +443,7 @@ def figure(result: dict) -> str:
             [i + (k - (len(names) - 1) / 2) * w for i in range(len(tasks))],
             [v or 0 for v in final],
             w,
-            label=f"{labels[name]}  MFN {methods[name]['MFN']:.2f}",
+            label=f"{labels[name]}  MFN {methods[name]['MFN'] or 0:.2f}",
             color=colours[name],
         )
     left.set_xticks(range(len(tasks)), tasks)
@@ -300,12 +451,13 @@ def figure(result: dict) -> str:
     left.set_ylabel("final accuracy")
     left.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     left.grid(axis="y", alpha=0.3)
-    lora_ft = methods["lora_ft"]
+    shown = next((m for m in (*SHARED_ADAPTER_METHODS, "mr_lora", *names) if m in methods), names[0])
+    bwt = methods[shown]["BWT"]
     draw_heatmap(
         right,
-        lora_ft["matrix"],
+        methods[shown]["matrix"],
         tasks,
-        f"LoRA-FT accuracy matrix (BWT {lora_ft['BWT']:+.2f})",
+        f"{labels[shown]} accuracy matrix (BWT {'-' if bwt is None else f'{bwt:+.2f}'})",
         "evaluated on",
         [f"after {t}" for t in tasks],
     )

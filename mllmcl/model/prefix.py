@@ -41,7 +41,7 @@ def common_prefix(examples: Sequence[Encoded]) -> int:
     return n
 
 
-def split_loss(model, items: Sequence[Encoded], prefix: int, pad_id: int):
+def split_loss(model, items: Sequence[Encoded], prefix: int, pad_id: int, label_smoothing: float = 0.0):
     """The batch's loss from one pass over the shared `prefix` tokens and one over each item's suffix."""
     import torch
 
@@ -64,14 +64,38 @@ def split_loss(model, items: Sequence[Encoded], prefix: int, pad_id: int):
     batch["position_ids"] = prefix + (mask.cumsum(-1) - 1).clamp(min=0)
     batch["attention_mask"] = torch.cat([torch.ones(len(items), prefix, dtype=mask.dtype), mask], dim=1)
     batch = {k: v.to(device) for k, v in batch.items()}
-    return model(**batch, past_key_values=cache, use_cache=True).loss
+    return _loss(model, {**batch, "past_key_values": cache, "use_cache": True}, label_smoothing)
 
 
-def full_loss(model, items: Sequence[Encoded], pad_id: int):
+def full_loss(model, items: Sequence[Encoded], pad_id: int, label_smoothing: float = 0.0):
     """The batch's loss from full, left-padded sequences (every architecture)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in collate(items, pad_id).items()}
-    return model(**add_positions(model, batch)).loss
+    return _loss(model, add_positions(model, batch), label_smoothing)
+
+
+def _loss(model, batch: dict, label_smoothing: float):
+    """The model's own loss, or with `label_smoothing` > 0 the same next-token loss on soft targets (the model's loss
+    functions take no smoothing)."""
+    if not label_smoothing:
+        return model(**batch).loss
+    labels = batch.pop("labels")
+    return smoothed_loss(model(**batch).logits, labels, label_smoothing)
+
+
+def smoothed_loss(logits, labels, label_smoothing: float):
+    """Next-token cross-entropy over the labelled tokens (label -100 elsewhere), with `label_smoothing` of the target's
+    probability spread over the vocabulary: mSGM's soft targets."""
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]),
+        shift_labels.reshape(-1),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
+    )
 
 
 def plan(

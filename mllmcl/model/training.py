@@ -133,12 +133,14 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     fingerprint_extra: dict | None = None,
     precision: str = "no",
+    label_smoothing: float = 0.0,
 ) -> TrainStats:
     """Train the parameters of `model` that require grad.
 
     `stop_after` ends the run early (after a checkpoint) - the way tests simulate an interruption.
     `fingerprint_extra` identifies the inputs (data, base) so a checkpoint of other inputs is never resumed.
-    `precision`: compute.mixed_precision (`auto`: bf16 on CUDA devices that support it)."""
+    `precision`: compute.mixed_precision (`auto`: bf16 on CUDA devices that support it).
+    `label_smoothing`: soft targets (mSGM, the benchmark's baseline); 0 trains on the model's own loss."""
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -154,9 +156,8 @@ def train(
     rank, ranks = accelerator.process_index, accelerator.num_processes
     params = [p for _, p in _trainable(model)]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    fingerprint = json.dumps(
-        {**training_fields(cfg), "n": len(examples), **(fingerprint_extra or {})}, sort_keys=True, default=str
-    )
+    extra = {**(fingerprint_extra or {}), **({"label_smoothing": label_smoothing} if label_smoothing else {})}
+    fingerprint = json.dumps({**training_fields(cfg), "n": len(examples), **extra}, sort_keys=True, default=str)
     start = _load_checkpoint(checkpoint_dir, model, optimizer, fingerprint) if checkpoint_dir else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     batches = batch_order(len(examples), cfg)
@@ -179,7 +180,10 @@ def train(
         items = [examples[i] for i in batches[step][rank::ranks]]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = split_loss(model, items, shared.tokens, pad_id) if shared.tokens else full_loss(model, items, pad_id)
+        if shared.tokens:
+            loss = split_loss(model, items, shared.tokens, pad_id, label_smoothing)
+        else:
+            loss = full_loss(model, items, pad_id, label_smoothing)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(params, cfg.grad_clip)

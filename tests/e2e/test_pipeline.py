@@ -83,6 +83,7 @@ def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
     """`mllmcl gate` re-judges the candidate (exit 0 pass / 1 fail, as gate.json says), `mllmcl run` on a finished
     project reproduces nothing and reports the decision, `mllmcl benchmark` writes its JSON and figure."""
     from mllmcl.cli.main import main
+    from mllmcl.continual.baselines import METHODS
 
     root = project["root"]
     code = main(["gate", "--root", str(root)])
@@ -95,8 +96,9 @@ def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
     out_stem = root / "reports/benchmark/test"
     assert main(["benchmark", "--root", str(root), "--steps", "5", "--out", str(out_stem)]) == 0
     result = json.loads(out_stem.with_suffix(".json").read_text())
-    assert set(result["methods"]) == {"zero_shot_base", "oracle_experts", "mr_lora", "lora_ft"}
+    assert list(result["methods"]) == list(METHODS)  # zero-shot, oracle, MR-LoRA, LoRA-FT (+replay), mSGM (+), joint
     assert result["methods"]["lora_ft"]["matrix"][0][1] is None  # stage 1 knows only the first task
+    assert result["methods"]["joint"]["matrix"][0] == [None, None]  # joint has no sequence: its final row only
     staged = result["methods"]["mr_lora"]["per_stage"]  # a router per stage; the DAG's serves the last one
     assert [s["tasks"] for s in staged] == [["rs"], ["rs", "fin"]] and [s["router_reused"] for s in staged] == [
         False,

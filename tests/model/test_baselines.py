@@ -105,3 +105,78 @@ def _stats(task, base, expert) -> dict:
         "trainable_params": 1,
         "n_test": 1,
     }
+
+
+def test_soft_targets_spread_the_models_own_loss_over_the_vocabulary(toy_root):
+    """mSGM's label smoothing: at 0 it is the model's own next-token loss; at alpha it is (1 - alpha) x that loss plus
+    alpha x the mean negative log-probability over the vocabulary, on the answer tokens only."""
+    import torch
+
+    from mllmcl.data.records import read_records
+    from mllmcl.model.batching import collate, encode_records
+    from mllmcl.model.loading import Prompting, load_base
+    from mllmcl.model.prefix import full_loss, smoothed_loss
+
+    model, processor = load_base(str(toy_root / "models/base"))
+    prompting = Prompting.for_model(model, processor)
+    folder = toy_root / "data/tasks/colour"
+    items = encode_records(prompting, read_records(folder / "train.jsonl")[:4], folder, with_answers=True)
+    pad = prompting.tokenizer.pad_token_id
+    with torch.no_grad():
+        own = float(full_loss(model, items, pad))
+        assert float(full_loss(model, items, pad, label_smoothing=0.0)) == own
+        batch = collate(items, pad)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        assert abs(float(smoothed_loss(logits, labels, 0.0)) - own) < 1e-5
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        target = labels[:, 1:]
+        mask = target != -100
+        nll = -logp.gather(-1, target.clamp(min=0)[..., None])[..., 0][mask].mean()
+        uniform = -logp.mean(dim=-1)[mask].mean()
+        alpha = 0.1
+        expected = (1 - alpha) * nll + alpha * uniform
+        assert abs(float(full_loss(model, items, pad, label_smoothing=alpha)) - float(expected)) < 1e-4
+
+
+@pytest.mark.slow
+def test_replay_msgm_and_joint_train_on_what_they_say_and_measure_every_cell_they_fill(toy_root, tmp_path):
+    """The replay memory holds the stated records of every earlier task and joins the next stage's data; mSGM is the
+    same loop on soft targets; joint LoRA trains once on all tasks with one expert's budget per task and fills only the
+    final row. Every method reports the text-only suite; no filled cell lacks an evaluation."""
+    from mllmcl.continual.baselines import compare, unmeasured_cells
+    from mllmcl.data.records import read_records
+    from mllmcl.paths import ProjectPaths
+
+    root = tmp_path / "proj"
+    shutil.copytree(toy_root / "data", root / "data")
+    shutil.copytree(toy_root / "models/base", root / "models/base")
+    paths = ProjectPaths(root)
+    with pytest.raises(ValueError, match="unknown benchmark methods"):
+        compare(list(toy.TASKS), toy.params(), paths, methods=["ewc"])
+    seen = []
+    result = compare(
+        list(toy.TASKS),
+        toy.params(expert={"lr": 3e-3}),
+        paths,
+        steps=8,
+        methods=["msgm_replay", "joint"],
+        replay_per_task=5,
+        progress=False,
+        on_stage=lambda method, stage, row: seen.append((method, stage)),
+    )
+    assert list(result["methods"]) == ["msgm_replay", "joint"]
+    assert seen == [("msgm_replay", 0), ("msgm_replay", 1), ("joint", 1)]
+    msgm, joint = result["methods"]["msgm_replay"], result["methods"]["joint"]
+    colour, where = (len(read_records(root / f"data/tasks/{t}/train.jsonl")) for t in toy.TASKS)
+    first, second = msgm["per_stage"]
+    assert (first["train_examples"], first["memory_records"]) == (colour, 5)
+    assert (second["train_examples"], second["memory_records"]) == (where + 5, 10)
+    assert msgm["label_smoothing"] == 0.01 and msgm["replay_per_task"] == 5
+    assert all(s["language_accuracy"] is not None for s in msgm["per_stage"])
+    assert first["language_base_accuracy"] is not None
+    assert joint["steps"] == 16 and joint["per_stage"][0]["train_examples"] == colour + where
+    assert joint["matrix"][0] == [None, None] and None not in joint["matrix"][1]
+    assert joint["MFN"] is not None and joint["BWT"] is None and joint["MFT"] is None
+    assert unmeasured_cells(result) == []
+    assert not (root / "models/experts").exists()
