@@ -2,7 +2,9 @@
 data: the zero-shot base (lower bound), sequential LoRA fine-tuning (LoRA-FT: ONE shared adapter trained
 task after task, the forgetting MR-LoRA avoids), LoRA-FT with a replay memory, mSGM (soft targets, with and
 without rehearsal), joint multi-task LoRA (the classic upper bound), per-task experts with oracle routing
-(MR-LoRA's upper bound) and MR-LoRA itself, measured stage by stage (a router per stage, as the pipeline trains it). Each gets
+(MR-LoRA's upper bound), the same experts routed by the nearest mean of the base's image embeddings (the
+ablation of the trained router) and MR-LoRA itself, measured stage by stage (a router per stage, as the pipeline
+trains it). Each gets
 the accuracy matrix A[t][j], the evaluation behind every cell (`cells`) and the MFT/MFN/MAA/BWT of
 mllmcl.continual.metrics."""
 
@@ -279,6 +281,103 @@ def mr_lora_stages(
     return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
 
 
+class NearestMeanRouter:
+    """Routes an image request to the task whose mean base image embedding is nearest (no router training) and a
+    text-only request to the base: the ablation that shows what training the MLLM router buys."""
+
+    def __init__(self, router, means: dict):
+        import numpy as np
+
+        self.router = router  # only its image embeddings are used: the base's own, unchanged by the router's LoRA
+        self.tasks = list(means)
+        self.means = np.stack([means[t] for t in self.tasks])
+
+    def route(self, requests, *, batch_size: int = 64) -> list:
+        import numpy as np
+
+        from mllmcl.continual.router import BASE, Route
+
+        routes = []
+        for e in self.router.image_embeddings(requests, batch_size=batch_size):
+            if e is None:
+                routes.append(Route(BASE, None, 1.0, "text-only: base"))
+                continue
+            dist = np.linalg.norm(self.means - e[None, :], axis=1)
+            k = int(dist.argmin())
+            routes.append(Route(self.tasks[k], None, 1.0, f"nearest mean {dist[k]:.3f}", image_embedding=e))
+        return routes
+
+
+def ncm_stages(
+    tasks: Sequence[str],
+    params: Params,
+    paths: ProjectPaths,
+    *,
+    progress: bool = True,
+    on_stage: Callable[[int, list], None] | None = None,
+) -> dict:
+    """The nearest-class-mean ablation, stage by stage like MR-LoRA: at stage t each task's mean is the base's image
+    embedding averaged over the router's replay sample of that task (`router.samples_per_task` training records), the
+    experts are the same, and the routed system is evaluated on tasks 1..t and the text-only suite."""
+    import numpy as np
+
+    from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
+    from mllmcl.continual.evaluation import evaluate_system
+    from mllmcl.continual.inference import RoutedModel
+    from mllmcl.continual.router import labelled_image_embeddings, replay_set
+    from mllmcl.errors import UserError
+    from mllmcl.model.loading import resolve_base
+
+    base = resolve_base(params.base, paths.base)
+    model = RoutedModel(base, paths.experts, paths.router, trust_remote_code=params.base.trust_remote_code)
+    missing = [t for t in tasks if t not in model.experts]
+    if missing:
+        raise UserError(f"{paths.router}: its pool lacks {', '.join(missing)} (run `dvc repro` first)")
+    trained_router = model.router
+    cache = EmbeddingCache(paths.embedding_cache, base_key(base))
+    sample = replay_set(tasks, paths.tasks_dir, "train", params.router.samples_per_task, params.router.seed)
+    by_task: dict[str, list] = {}
+    for task, emb in labelled_image_embeddings(trained_router, sample, paths.tasks_dir, cache):
+        if emb is not None:
+            by_task.setdefault(task, []).append(emb)
+    n = len(tasks)
+    matrix: Matrix = []
+    cells: list[list[str | None]] = []
+    stages = []
+    for t in range(1, n + 1):
+        learned = list(tasks[:t])
+        model.router = NearestMeanRouter(
+            trained_router, {task: np.mean(by_task[task], axis=0) for task in learned if task in by_task}
+        )
+        result = evaluate_system(
+            model,
+            learned,
+            tasks_dir=paths.tasks_dir,
+            predictions_dir=paths.benchmark_work / "predictions" / f"ncm-stage-{t}",
+            experts_dir=paths.experts,
+            language_suite=params.router.base_suite,
+            batch_size=params.evaluate.batch_size,
+        )
+        row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
+        matrix.append(row)
+        cells.append([f"ncm stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t))
+        language = result.language
+        stages.append(
+            {
+                "stage": t,
+                "tasks": learned,
+                "router_accuracy": result.router_accuracy,
+                "language_accuracy": language.accuracy if language else None,
+                "language_base_accuracy": language.base_accuracy if language else None,
+                "eval_seconds": result.seconds,
+            }
+        )
+        if on_stage:
+            on_stage(t - 1, row)
+    model.router = trained_router
+    return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
+
+
 def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *, progress: bool = True):
     """The router of the stage that has learned `learned`: the DAG's own when it was trained on exactly these tasks
     with these settings, else one trained now (or earlier, by an interrupted run) under .cache/benchmark.
@@ -339,7 +438,7 @@ SHARED_ADAPTER_METHODS = {  # method -> (replay?, label smoothing)
     "msgm": (False, MSGM_LABEL_SMOOTHING),
     "msgm_replay": (True, MSGM_LABEL_SMOOTHING),
 }
-METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", *SHARED_ADAPTER_METHODS, "joint")
+METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", "ncm", *SHARED_ADAPTER_METHODS, "joint")
 
 
 def compare(
@@ -372,6 +471,8 @@ def compare(
     language = params.router.base_suite
     if "mr_lora" in methods:
         out["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("mr_lora"))
+    if "ncm" in methods:
+        out["ncm"] = ncm_stages(tasks, params, paths, progress=progress, on_stage=report("ncm"))
     for name, (replay, smoothing) in SHARED_ADAPTER_METHODS.items():
         if name in methods:
             out[name] = sequential_lora(
@@ -419,6 +520,7 @@ def figure(result: dict) -> str:
         "zero_shot_base": "zero-shot base",
         "oracle_experts": "experts, oracle routing",
         "mr_lora": "MR-LoRA (routed)",
+        "ncm": "experts, nearest-mean routing",
         "lora_ft": "LoRA-FT (one shared adapter)",
         "lora_ft_replay": "LoRA-FT + replay",
         "msgm": "mSGM (soft targets)",
@@ -429,6 +531,7 @@ def figure(result: dict) -> str:
         "zero_shot_base": "#c9c9c9",
         "oracle_experts": "#7aa6d8",
         "mr_lora": "#e08a2c",
+        "ncm": "#f0c27b",
         "lora_ft": "#d9534f",
         "lora_ft_replay": "#b5651d",
         "msgm": "#8e6cc0",

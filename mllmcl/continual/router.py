@@ -306,7 +306,7 @@ def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:
     return (open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"])
 
 
-def _image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache | None) -> list[tuple]:
+def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache | None) -> list[tuple]:
     """(label, base image embedding or None) of each labelled record that has an image; through `cache` when given,
     keyed by the image's bytes, so only images it has not seen are opened and embedded."""
     rows = [(label, rec) for label, rec in labelled if rec.get("image")]
@@ -344,8 +344,8 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         fit += rows[:half]
         fitted = {r.get("image") for _, r in rows[:half]}  # the embedding ignores the question: disjoint by image
         calibration += [(t, r) for t, r in rows[half : 2 * half] if r.get("image") not in fitted]
-    fit_emb = _image_embeddings(router, fit, tasks_dir, cache)
-    cal_emb = [e for _, e in _image_embeddings(router, calibration, tasks_dir, cache)]
+    fit_emb = labelled_image_embeddings(router, fit, tasks_dir, cache)
+    cal_emb = [e for _, e in labelled_image_embeddings(router, calibration, tasks_dir, cache)]
     by_task: dict[str, list] = {}
     for label, emb in fit_emb:
         if emb is not None:

@@ -96,7 +96,9 @@ def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
     out_stem = root / "reports/benchmark/test"
     assert main(["benchmark", "--root", str(root), "--steps", "5", "--out", str(out_stem)]) == 0
     result = json.loads(out_stem.with_suffix(".json").read_text())
-    assert list(result["methods"]) == list(METHODS)  # zero-shot, oracle, MR-LoRA, LoRA-FT (+replay), mSGM (+), joint
+    assert list(result["methods"]) == list(
+        METHODS
+    )  # zero-shot, oracle, MR-LoRA, NCM, LoRA-FT (+replay), mSGM (+), joint
     assert result["methods"]["lora_ft"]["matrix"][0][1] is None  # stage 1 knows only the first task
     assert result["methods"]["joint"]["matrix"][0] == [None, None]  # joint has no sequence: its final row only
     staged = result["methods"]["mr_lora"]["per_stage"]  # a router per stage; the DAG's serves the last one

@@ -58,7 +58,7 @@ def test_isolated_methods_name_the_evaluation_behind_every_cell(tmp_path):
 def test_mr_lora_is_measured_stage_by_stage_with_a_router_per_stage(tmp_path):
     """Stage 1 gets a router trained on task 1's replay alone, stage 2 reuses the DAG's router; each row is its own
     routed evaluation, and a second run reuses the stage-1 router instead of training it again."""
-    from mllmcl.continual.baselines import mr_lora_stages, unmeasured_cells
+    from mllmcl.continual.baselines import mr_lora_stages, ncm_stages, unmeasured_cells
     from mllmcl.paths import ProjectPaths
 
     root = tmp_path / "proj"
@@ -84,6 +84,14 @@ def test_mr_lora_is_measured_stage_by_stage_with_a_router_per_stage(tmp_path):
     assert again["per_stage"][0]["router_seconds"] < first["router_seconds"] / 2  # reused, not trained again
     assert again["matrix"] == a
     assert (paths.router / "adapter_model.safetensors").read_bytes() == dag_router  # the DAG's router untouched
+
+    # the ablation: the same experts, routed by the nearest mean of the base's image embeddings (no router training)
+    ncm = ncm_stages(list(toy.TASKS), params, paths, progress=False)
+    one, two = ncm["per_stage"]
+    assert one["router_accuracy"] == 1.0  # one mean: every image request goes to the only expert
+    assert one["language_accuracy"] == one["language_base_accuracy"]  # text-only requests go to the plain base
+    assert ncm["matrix"][0][1] is None and None not in ncm["matrix"][1] and 0.0 <= two["router_accuracy"] <= 1.0
+    assert unmeasured_cells({"methods": {"ncm": ncm}}) == []
 
 
 def _stats(task, base, expert) -> dict:
