@@ -492,6 +492,50 @@ def compare(
     return {"tasks": list(tasks), "methods": {m: out[m] for m in METHODS if m in out}}
 
 
+def task_orders(tasks: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
+    """The given order first, then up to n - 1 other distinct permutations drawn with a fixed seed: the task-order
+    robustness the MLLM-CL paper's reviewers asked for."""
+    import itertools
+    import math
+    import random
+
+    orders = [list(tasks)]
+    n = min(n, math.factorial(len(tasks)))
+    rng = random.Random(f"orders-{seed}")
+    if len(tasks) <= 6:  # few enough to list: draw without repeats
+        others = [list(p) for p in itertools.permutations(tasks) if list(p) != list(tasks)]
+        return orders + rng.sample(others, n - 1)
+    while len(orders) < n:
+        candidate = list(tasks)
+        rng.shuffle(candidate)
+        if candidate not in orders:
+            orders.append(candidate)
+    return orders
+
+
+SUMMARY_KEYS = ("MFT", "MFN", "MAA", "BWT")
+
+
+def aggregate(runs: Sequence[dict]) -> dict:
+    """Mean and sample standard deviation of MFT/MFN/MAA/BWT per method over runs (task orders, seeds); a metric a
+    run does not define (None) is left out of its mean, and `n` says how many runs each figure rests on."""
+    import statistics
+
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(m for run in runs for m in run["methods"]):
+        out[method] = {}
+        for key in SUMMARY_KEYS:
+            values = [
+                run["methods"][method][key] for run in runs if run["methods"].get(method, {}).get(key) is not None
+            ]
+            out[method][key] = {
+                "mean": round(statistics.fmean(values), 4) if values else None,
+                "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+                "n": len(values),
+            }
+    return out
+
+
 def unmeasured_cells(result: dict) -> list[str]:
     """Every filled cell of every method's matrix that no evaluation is named for (none, in a sound report)."""
     missing = []

@@ -46,3 +46,26 @@ def test_summary_says_how_many_stages_it_covers():
     s = metrics.summary([[None, None], [0.8, 0.7]])
     assert s["stages"] == 2 and s["stages_known"] == 1 and s["BWT"] is None
     assert metrics.summary(A)["stages_known"] == 3
+
+
+def test_task_orders_start_with_the_given_one_and_are_distinct_and_reproducible():
+    from mllmcl.continual.baselines import task_orders
+
+    tasks = ["rs", "med", "ad", "sci", "fin"]
+    orders = task_orders(tasks, 3)
+    assert orders[0] == tasks and len(orders) == 3
+    assert len({tuple(o) for o in orders}) == 3 and all(sorted(o) == sorted(tasks) for o in orders)
+    assert task_orders(tasks, 3) == orders  # the same permutations on every run and machine
+    assert len(task_orders(["a", "b"], 5)) == 2  # only as many orders as there are permutations
+
+
+def test_aggregate_gives_mean_and_sample_std_and_skips_undefined_metrics():
+    from mllmcl.continual.baselines import aggregate
+
+    def run(mfn, bwt):
+        return {"methods": {"lora_ft": {"MFT": 0.9, "MFN": mfn, "MAA": 0.8, "BWT": bwt}}}
+
+    figures = aggregate([run(0.5, -0.3), run(0.7, -0.1), run(0.6, None)])["lora_ft"]
+    assert figures["MFN"] == {"mean": 0.6, "std": 0.1, "n": 3}
+    assert figures["BWT"] == {"mean": -0.2, "std": 0.1414, "n": 2}  # the run without a BWT is left out, not zeroed
+    assert aggregate([run(0.5, -0.3)])["lora_ft"]["MFN"] == {"mean": 0.5, "std": None, "n": 1}

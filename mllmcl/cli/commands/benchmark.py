@@ -22,7 +22,8 @@ def register(sub, common) -> None:
         "suite: plain (LoRA-FT, the forgetting baseline), with a replay memory of --replay-per-task records of "
         "every earlier task, and as mSGM (soft targets, label smoothing 0.01) with and without that replay; "
         "trains one joint LoRA on all tasks at once (the upper bound; its final row only), and puts them beside "
-        "the zero-shot base and the experts with oracle routing. "
+        "the zero-shot base, the experts with oracle routing and the experts routed by the nearest mean of the base's "
+        "own image embeddings (ncm, no router training). "
         "Every cell of every accuracy matrix names the evaluation behind it. Writes "
         "reports/benchmark/baselines.json and .png; routers of earlier stages are kept in .cache/benchmark, "
         "so a second run (or one that was killed) reuses them.",
@@ -38,6 +39,12 @@ def register(sub, common) -> None:
         help=f"methods to run (default: all of {', '.join(METHODS)})",
     )
     p.add_argument(
+        "--orders",
+        type=int,
+        default=1,
+        help="task orders to run: the given one, then seeded permutations; figures become mean +- std over them",
+    )
+    p.add_argument(
         "--replay-per-task",
         type=int,
         default=DEFAULT_REPLAY_PER_TASK,
@@ -48,7 +55,7 @@ def register(sub, common) -> None:
 
 
 def _benchmark(args) -> int:
-    from mllmcl.continual.baselines import compare, figure, unmeasured_cells
+    from mllmcl.continual.baselines import SUMMARY_KEYS, aggregate, compare, figure, task_orders, unmeasured_cells
     from mllmcl.entry import load_params
     from mllmcl.errors import UserError
     from mllmcl.model.compute import set_threads
@@ -59,6 +66,8 @@ def _benchmark(args) -> int:
     params = load_params(args)
     set_threads(params.compute.threads)
     order = args.tasks or params.tasks
+    if args.orders < 1:
+        raise UserError(f"--orders {args.orders}: run at least 1 task order")
     for task in order:
         if not (paths.expert(task) / "train_stats.json").exists():
             raise UserError(f"{paths.expert(task)}: no trained expert (run `dvc repro` first)")
@@ -66,29 +75,37 @@ def _benchmark(args) -> int:
             raise UserError(f"{paths.tasks_dir / task}: no ingested test split (run `dvc repro` first)")
 
     def show(method: str, stage: int, row: list) -> None:
-        cells = "  ".join(f"{t} {v:.3f}" for t, v in zip(order, row) if v is not None)
-        print(f"{method} after {order[stage]}: {cells}", flush=True)
+        cells = "  ".join(f"{t} {v:.3f}" for t, v in zip(current, row) if v is not None)
+        print(f"{method} after {current[stage]}: {cells}", flush=True)
 
-    result = compare(
-        order,
-        params,
-        paths,
-        steps=args.steps,
-        methods=args.methods,
-        replay_per_task=args.replay_per_task,
-        on_stage=show,
-    )
-    missing = unmeasured_cells(result)
-    if missing:  # a defect of this code, never of the user's data: refuse to write a report with invented numbers
-        raise RuntimeError(f"accuracy cells without an evaluation behind them: {', '.join(missing)}")
+    runs = []
+    for current in task_orders(order, args.orders):
+        print(f"\norder: {' -> '.join(current)}", flush=True)
+        run = compare(
+            current,
+            params,
+            paths,
+            steps=args.steps,
+            methods=args.methods,
+            replay_per_task=args.replay_per_task,
+            on_stage=show,
+        )
+        missing = unmeasured_cells(run)
+        if missing:  # a defect of this code, never of the user's data: refuse to write a report with invented numbers
+            raise RuntimeError(f"accuracy cells without an evaluation behind them: {', '.join(missing)}")
+        runs.append(run)
+    result = {**runs[0], "runs": runs, "aggregate": aggregate(runs)}
     stem = args.out or paths.benchmark_reports / "baselines"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".png").write_bytes(png_bytes(figure(result)))
-    print(f"\n{'method':18s} {'MFN':>6s} {'MFT':>6s} {'MAA':>6s} {'BWT':>7s}")
-    for name, m in result["methods"].items():
-        cols = [("-" if m[k] is None else f"{m[k]:.3f}").rjust(6) for k in ("MFN", "MFT", "MAA")]
-        bwt = "-" if m["BWT"] is None else f"{m['BWT']:+.3f}"
-        print(f"{name:18s} {' '.join(cols)} {bwt:>7s}")
+    print(f"\n{'method':18s} {'MFN':>13s} {'MFT':>13s} {'MAA':>13s} {'BWT':>13s}   ({len(runs)} order(s))")
+    for name, figures in result["aggregate"].items():
+        cols = []
+        for key in SUMMARY_KEYS:
+            f = figures[key]
+            text = "-" if f["mean"] is None else f"{f['mean']:+.3f}" if key == "BWT" else f"{f['mean']:.3f}"
+            cols.append((text + ("" if f["std"] is None else f" ±{f['std']:.3f}")).rjust(13))
+        print(f"{name:18s} {' '.join(cols)}")
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     return 0
