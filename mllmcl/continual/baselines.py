@@ -514,6 +514,17 @@ def task_orders(tasks: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
 
 
 SUMMARY_KEYS = ("MFT", "MFN", "MAA", "BWT")
+LABELS = {
+    "zero_shot_base": "zero-shot base",
+    "oracle_experts": "experts, oracle routing",
+    "mr_lora": "MR-LoRA (routed)",
+    "ncm": "experts, nearest-mean routing",
+    "lora_ft": "LoRA-FT (one shared adapter)",
+    "lora_ft_replay": "LoRA-FT + replay",
+    "msgm": "mSGM (soft targets)",
+    "msgm_replay": "mSGM + rehearsal",
+    "joint": "joint multi-task LoRA",
+}
 
 
 def aggregate(runs: Sequence[dict]) -> dict:
@@ -560,17 +571,6 @@ def figure(result: dict) -> str:
 
     tasks, methods = result["tasks"], result["methods"]
     names = [m for m in METHODS if m in methods]
-    labels = {
-        "zero_shot_base": "zero-shot base",
-        "oracle_experts": "experts, oracle routing",
-        "mr_lora": "MR-LoRA (routed)",
-        "ncm": "experts, nearest-mean routing",
-        "lora_ft": "LoRA-FT (one shared adapter)",
-        "lora_ft_replay": "LoRA-FT + replay",
-        "msgm": "mSGM (soft targets)",
-        "msgm_replay": "mSGM + rehearsal",
-        "joint": "joint multi-task LoRA",
-    }
     colours = {
         "zero_shot_base": "#c9c9c9",
         "oracle_experts": "#7aa6d8",
@@ -590,7 +590,7 @@ def figure(result: dict) -> str:
             [i + (k - (len(names) - 1) / 2) * w for i in range(len(tasks))],
             [v or 0 for v in final],
             w,
-            label=f"{labels[name]}  MFN {methods[name]['MFN'] or 0:.2f}",
+            label=f"{LABELS[name]}  MFN {methods[name]['MFN'] or 0:.2f}",
             color=colours[name],
         )
     left.set_xticks(range(len(tasks)), tasks)
@@ -604,7 +604,7 @@ def figure(result: dict) -> str:
         right,
         methods[shown]["matrix"],
         tasks,
-        f"{labels[shown]} accuracy matrix (BWT {'-' if bwt is None else f'{bwt:+.2f}'})",
+        f"{LABELS[shown]} accuracy matrix (BWT {'-' if bwt is None else f'{bwt:+.2f}'})",
         "evaluated on",
         [f"after {t}" for t in tasks],
     )

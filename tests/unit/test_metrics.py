@@ -69,3 +69,27 @@ def test_aggregate_gives_mean_and_sample_std_and_skips_undefined_metrics():
     assert figures["MFN"] == {"mean": 0.6, "std": 0.1, "n": 3}
     assert figures["BWT"] == {"mean": -0.2, "std": 0.1414, "n": 2}  # the run without a BWT is left out, not zeroed
     assert aggregate([run(0.5, -0.3)])["lora_ft"]["MFN"] == {"mean": 0.5, "std": None, "n": 1}
+
+
+def test_the_benchmark_page_shows_every_method_with_mean_and_std_and_the_linguistic_curve():
+    from mllmcl.continual.baselines import aggregate
+    from mllmcl.continual.benchmark_report import render_html
+
+    def run(order, final):
+        stages = [{"stage": 1, "language_accuracy": 0.9, "language_base_accuracy": 0.95, "train_seconds": 2.0},
+                  {"stage": 2, "language_accuracy": 0.8, "language_base_accuracy": 0.95, "train_seconds": 3.0}]  # fmt: skip
+        methods = {
+            "lora_ft": {"matrix": [[0.9, None], [final, 0.8]], "per_stage": stages, "MFT": 0.85, "MFN": (final + 0.8) / 2,
+                        "MAA": 0.8, "BWT": final - 0.9},
+            "joint": {"matrix": [[None, None], [0.85, 0.85]], "per_stage": [], "MFT": None, "MFN": 0.85, "MAA": None,
+                      "BWT": None},
+        }  # fmt: skip
+        return {"tasks": order, "methods": methods}
+
+    runs = [run(["a", "b"], 0.3), run(["b", "a"], 0.5)]
+    page = render_html({**runs[0], "runs": runs, "aggregate": aggregate(runs)})
+    assert "LoRA-FT (one shared adapter)" in page and "joint multi-task LoRA" in page
+    assert "-0.500 &plusmn; 0.141" in page  # BWT over the two orders
+    assert "+0.150 (+15.8%)" in page  # text-only drop of the shared adapter vs the base
+    assert page.count("data:image/png") == 1 + 2 + 1  # final bars, one matrix per method, the linguistic curve
+    assert "http" not in page and "b → a" in page

@@ -25,7 +25,7 @@ def register(sub, common) -> None:
         "the zero-shot base, the experts with oracle routing and the experts routed by the nearest mean of the base's "
         "own image embeddings (ncm, no router training). "
         "Every cell of every accuracy matrix names the evaluation behind it. Writes "
-        "reports/benchmark/baselines.json and .png; routers of earlier stages are kept in .cache/benchmark, "
+        "reports/benchmark/baselines.json, .html (one self-contained page) and .png; routers of earlier stages are kept in .cache/benchmark, "
         "so a second run (or one that was killed) reuses them.",
     )
     p.add_argument("--tasks", nargs="*", default=None, help="task order (default: params.yaml tasks)")
@@ -56,6 +56,7 @@ def register(sub, common) -> None:
 
 def _benchmark(args) -> int:
     from mllmcl.continual.baselines import SUMMARY_KEYS, aggregate, compare, figure, task_orders, unmeasured_cells
+    from mllmcl.continual.benchmark_report import render_html
     from mllmcl.entry import load_params
     from mllmcl.errors import UserError
     from mllmcl.model.compute import set_threads
@@ -99,6 +100,7 @@ def _benchmark(args) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".png").write_bytes(png_bytes(figure(result)))
+    stem.with_suffix(".html").write_text(render_html(result), encoding="utf-8")
     print(f"\n{'method':18s} {'MFN':>13s} {'MFT':>13s} {'MAA':>13s} {'BWT':>13s}   ({len(runs)} order(s))")
     for name, figures in result["aggregate"].items():
         cols = []
@@ -107,5 +109,5 @@ def _benchmark(args) -> int:
             text = "-" if f["mean"] is None else f"{f['mean']:+.3f}" if key == "BWT" else f"{f['mean']:.3f}"
             cols.append((text + ("" if f["std"] is None else f" ±{f['std']:.3f}")).rjust(13))
         print(f"{name:18s} {' '.join(cols)}")
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.html')} and {stem.with_suffix('.png')}")
     return 0
