@@ -101,7 +101,8 @@ def _benchmark(args) -> int:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".png").write_bytes(png_bytes(figure(result)))
     stem.with_suffix(".html").write_text(render_html(result), encoding="utf-8")
-    print(f"\n{'method':18s} {'MFN':>13s} {'MFT':>13s} {'MAA':>13s} {'BWT':>13s}   ({len(runs)} order(s))")
+    header = " ".join(f"{k:>13s}" for k in SUMMARY_KEYS)
+    print(f"\n{'method':18s} {header}   ({len(runs)} order(s))")
     for name, figures in result["aggregate"].items():
         cols = []
         for key in SUMMARY_KEYS:
