@@ -164,6 +164,10 @@ def joint_lora(
     n = len(tasks)
     final = [score(shared, prompting, rec_io.read_records(folders[t] / "test.jsonl"), folders[t])[0] for t in tasks]
     language = _language_records(tasks_dir, language_suite)
+    language_base = None
+    if language:
+        with shared.disable_adapter():
+            language_base, _ = score(shared, prompting, language, Path(tasks_dir) / language_suite)
     matrix: Matrix = [[None] * n for _ in range(n - 1)] + [final]
     cells = [[None] * n for _ in range(n - 1)] + [[f"joint: evaluation on {t}" for t in tasks]]
     return {
@@ -179,6 +183,7 @@ def joint_lora(
                 "language_accuracy": score(shared, prompting, language, Path(tasks_dir) / language_suite)[0]
                 if language
                 else None,
+                "language_base_accuracy": language_base,
             }
         ],
         "steps": cfg.steps,

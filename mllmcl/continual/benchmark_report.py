@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from mllmcl.continual.baselines import LABELS, SUMMARY_KEYS, figure
+from mllmcl.continual.baselines import LABELS, SUMMARY_KEYS, aggregate, figure
 
 
 def _cell(figures: dict, key: str) -> str:
@@ -58,6 +58,7 @@ def linguistic_figure(result: dict) -> str | None:
         base = base or _language(result["methods"][name])[1]
     if base is not None:
         ax.axhline(base, color="#555", linestyle="--", linewidth=1, label=f"base {base:.2f}")
+    ax.set_xticks(sorted({s["stage"] for m in result["methods"].values() for s in m.get("per_stage") or []}))
     ax.set_xlabel("stage (tasks learned)")
     ax.set_ylabel("text-only accuracy")
     ax.set_ylim(0, 1.05)
@@ -72,7 +73,7 @@ def render_html(result: dict) -> str:
 
     tasks = result["tasks"]
     runs = result.get("runs") or [result]
-    aggregate = result.get("aggregate") or {}
+    figures = result.get("aggregate") or aggregate(runs)  # a JSON written before --orders has none: one run
     rows = []
     for name, method in result["methods"].items():
         lang, base = _language(method)
@@ -81,7 +82,7 @@ def render_html(result: dict) -> str:
         seconds = _seconds(method)
         rows.append(
             f"<tr><td>{html.escape(LABELS.get(name, name))}</td>"
-            + "".join(f"<td>{_cell(aggregate.get(name, {}), k)}</td>" for k in SUMMARY_KEYS)
+            + "".join(f"<td>{_cell(figures.get(name, {}), k)}</td>" for k in SUMMARY_KEYS)
             + f"<td>{'-' if lang is None else f'{lang:.3f}'}</td><td>{drop}</td>"
             + f"<td>{'-' if router is None else f'{router:.3f}'}</td>"
             + f"<td>{'-' if seconds is None else seconds}</td></tr>"

@@ -184,6 +184,7 @@ def test_replay_msgm_and_joint_train_on_what_they_say_and_measure_every_cell_the
     assert all(s["language_accuracy"] is not None for s in msgm["per_stage"])
     assert first["language_base_accuracy"] is not None
     assert joint["steps"] == 16 and joint["per_stage"][0]["train_examples"] == colour + where
+    assert joint["per_stage"][0]["language_base_accuracy"] == first["language_base_accuracy"]
     assert joint["matrix"][0] == [None, None] and None not in joint["matrix"][1]
     assert joint["MFN"] is not None and joint["BWT"] is None and joint["MFT"] is None
     assert unmeasured_cells(result) == []
