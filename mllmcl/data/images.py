@@ -44,13 +44,14 @@ def pack_images(folder: Path) -> int:
 
 
 def _packed(path: Path) -> tuple[Path, str] | None:
-    """(pack, member) holding `path` when it lies under an `images/` folder whose pack exists."""
+    """(pack, member) holding `path` when it lies under an `images/` folder whose pack exists. The nearest such
+    folder is not always the packed one: an imported batch keeps its own `images/` inside the task's
+    (`images/images/x.png`), so every `images` ancestor is tried."""
     for parent in Path(path).parents:
         if parent.name == IMAGES_DIR:
             pack = parent.with_name(PACK)
             if pack.is_file():
                 return pack, Path(path).relative_to(parent).as_posix()
-            return None
     return None
 
 

@@ -69,3 +69,14 @@ def test_ingest_writes_a_handful_of_files_per_task(tmp_path):
     ]
     rec = read_records(tmp_path / "med" / "train.jsonl")[0]
     assert open_image(tmp_path / "med" / rec["image"]).mode == "RGB"
+
+
+def test_an_images_folder_inside_images_reads_from_the_task_pack(tmp_path):
+    """An imported production batch keeps its own images/ folder: records say images/images/x.png."""
+    from PIL import Image
+
+    (tmp_path / "images" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "images" / "images" / "x.png")
+    data = (tmp_path / "images" / "images" / "x.png").read_bytes()
+    assert pack_images(tmp_path) == 1
+    assert image_exists(tmp_path / "images/images/x.png") and read_image_bytes(tmp_path / "images/images/x.png") == data
