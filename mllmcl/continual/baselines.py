@@ -235,7 +235,6 @@ def mr_lora_stages(
     on tasks 1..t and the text-only suite. Each row of A is one evaluation, so a router that starts sending an earlier
     task elsewhere shows as forgetting. The DAG's router serves the last stage when it was trained on the same tasks
     and settings; the others are kept under .cache/benchmark, so a killed run resumes with the routers it trained."""
-    from mllmcl.continual.evaluation import evaluate_system
     from mllmcl.continual.inference import RoutedModel
     from mllmcl.model.loading import resolve_base
 
@@ -254,31 +253,16 @@ def mr_lora_stages(
             router_dir,
             trust_remote_code=params.base.trust_remote_code,
         )
-        result = evaluate_system(
-            model,
-            learned,
-            tasks_dir=paths.tasks_dir,
-            predictions_dir=paths.benchmark_work / "predictions" / f"stage-{t}",
-            experts_dir=paths.experts,
-            language_suite=params.router.base_suite,
-            batch_size=params.evaluate.batch_size,
-        )
+        row, row_cells, info = routed_stage(model, "mr_lora", learned, n, params, paths)
         del model
-        row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
         matrix.append(row)
-        cells.append([f"mr_lora stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t))
-        language = result.language
+        cells.append(row_cells)
         stages.append(
             {
-                "stage": t,
-                "tasks": learned,
+                **info,
                 "router": str(router_dir.relative_to(paths.root)) if router_dir.is_relative_to(paths.root) else "",
                 "router_reused": reused,
                 "router_seconds": router_seconds,
-                "router_accuracy": result.router_accuracy,
-                "language_accuracy": language.accuracy if language else None,
-                "language_base_accuracy": language.base_accuracy if language else None,
-                "eval_seconds": result.seconds,
             }
         )
         if on_stage:
@@ -327,7 +311,6 @@ def ncm_stages(
     import numpy as np
 
     from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
-    from mllmcl.continual.evaluation import evaluate_system
     from mllmcl.continual.inference import RoutedModel
     from mllmcl.continual.router import labelled_image_embeddings, replay_set
     from mllmcl.errors import UserError
@@ -354,33 +337,46 @@ def ncm_stages(
         model.router = NearestMeanRouter(
             trained_router, {task: np.mean(by_task[task], axis=0) for task in learned if task in by_task}
         )
-        result = evaluate_system(
-            model,
-            learned,
-            tasks_dir=paths.tasks_dir,
-            predictions_dir=paths.benchmark_work / "predictions" / f"ncm-stage-{t}",
-            experts_dir=paths.experts,
-            language_suite=params.router.base_suite,
-            batch_size=params.evaluate.batch_size,
-        )
-        row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
+        row, row_cells, info = routed_stage(model, "ncm", learned, n, params, paths)
         matrix.append(row)
-        cells.append([f"ncm stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t))
-        language = result.language
-        stages.append(
-            {
-                "stage": t,
-                "tasks": learned,
-                "router_accuracy": result.router_accuracy,
-                "language_accuracy": language.accuracy if language else None,
-                "language_base_accuracy": language.base_accuracy if language else None,
-                "eval_seconds": result.seconds,
-            }
-        )
+        cells.append(row_cells)
+        stages.append(info)
         if on_stage:
             on_stage(t - 1, row)
     model.router = trained_router
     return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
+
+
+def routed_stage(model, method: str, learned: list[str], n: int, params: Params, paths: ProjectPaths):
+    """One stage of a routed method: the system evaluated on the tasks learned so far and the text-only suite, as
+    (row of A, the evaluation behind each cell, the stage's record)."""
+    from mllmcl.continual.evaluation import evaluate_system
+
+    t = len(learned)
+    result = evaluate_system(
+        model,
+        learned,
+        tasks_dir=paths.tasks_dir,
+        predictions_dir=paths.benchmark_work / "predictions" / f"{method}-stage-{t}",
+        experts_dir=paths.experts,
+        language_suite=params.router.base_suite,
+        batch_size=params.evaluate.batch_size,
+    )
+    row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
+    cells = [f"{method} stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t)
+    language = result.language
+    return (
+        row,
+        cells,
+        {
+            "stage": t,
+            "tasks": learned,
+            "router_accuracy": result.router_accuracy,
+            "language_accuracy": language.accuracy if language else None,
+            "language_base_accuracy": language.base_accuracy if language else None,
+            "eval_seconds": result.seconds,
+        },
+    )
 
 
 def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *, progress: bool = True):
