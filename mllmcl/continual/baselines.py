@@ -17,15 +17,18 @@ from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.continual import metrics
+from mllmcl.continual.benchmark_methods import (
+    DEFAULT_REPLAY_PER_TASK,
+    LABELS,
+    METHODS,
+    SHARED_ADAPTER_METHODS,
+    SUMMARY_KEYS,
+)
 from mllmcl.continual.experts import ExpertStats
 from mllmcl.data import records as rec_io
 from mllmcl.paths import ProjectPaths
 
 Matrix = list[list[float | None]]
-
-
-MSGM_LABEL_SMOOTHING = 0.01  # soft targets of mSGM (Srivastava et al., METHOD.md)
-DEFAULT_REPLAY_PER_TASK = 50  # memory of the replay baselines: training records kept per earlier task
 
 
 def sequential_lora(
@@ -433,15 +436,6 @@ def _same_training(stats: dict, params: Params) -> bool:
     )
 
 
-SHARED_ADAPTER_METHODS = {  # method -> (replay?, label smoothing)
-    "lora_ft": (False, 0.0),
-    "lora_ft_replay": (True, 0.0),
-    "msgm": (False, MSGM_LABEL_SMOOTHING),
-    "msgm_replay": (True, MSGM_LABEL_SMOOTHING),
-}
-METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", "ncm", *SHARED_ADAPTER_METHODS, "joint")
-
-
 def compare(
     tasks: Sequence[str],
     params: Params,
@@ -512,20 +506,6 @@ def task_orders(tasks: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
         if candidate not in orders:
             orders.append(candidate)
     return orders
-
-
-SUMMARY_KEYS = ("MFT", "MFN", "MAA", "BWT")
-LABELS = {
-    "zero_shot_base": "zero-shot base",
-    "oracle_experts": "experts, oracle routing",
-    "mr_lora": "MR-LoRA (routed)",
-    "ncm": "experts, nearest-mean routing",
-    "lora_ft": "LoRA-FT (one shared adapter)",
-    "lora_ft_replay": "LoRA-FT + replay",
-    "msgm": "mSGM (soft targets)",
-    "msgm_replay": "mSGM + rehearsal",
-    "joint": "joint multi-task LoRA",
-}
 
 
 def aggregate(runs: Sequence[dict]) -> dict:

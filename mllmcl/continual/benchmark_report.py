@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import html
 
-from mllmcl.continual.baselines import LABELS, SUMMARY_KEYS, aggregate, figure
+from mllmcl.continual.baselines import aggregate, figure
+from mllmcl.continual.benchmark_methods import LABELS, SUMMARY_KEYS
 
 
-def _cell(figures: dict, key: str) -> str:
+def format_figure(figures: dict, key: str, plus_minus: str = " ±") -> str:
+    """One aggregated metric as text: mean (BWT signed), then +- the std when there were several runs."""
     f = figures.get(key) or {}
     if f.get("mean") is None:
         return "-"
     text = f"{f['mean']:+.3f}" if key == "BWT" else f"{f['mean']:.3f}"
-    return text + (f" &plusmn; {f['std']:.3f}" if f.get("std") is not None else "")
+    return text + (f"{plus_minus}{f['std']:.3f}" if f.get("std") is not None else "")
 
 
 def _language(method: dict) -> tuple[float | None, float | None]:
@@ -82,7 +84,7 @@ def render_html(result: dict) -> str:
         seconds = _seconds(method)
         rows.append(
             f"<tr><td>{html.escape(LABELS.get(name, name))}</td>"
-            + "".join(f"<td>{_cell(figures.get(name, {}), k)}</td>" for k in SUMMARY_KEYS)
+            + "".join(f"<td>{format_figure(figures.get(name, {}), k, ' &plusmn; ')}</td>" for k in SUMMARY_KEYS)
             + f"<td>{'-' if lang is None else f'{lang:.3f}'}</td><td>{drop}</td>"
             + f"<td>{'-' if router is None else f'{router:.3f}'}</td>"
             + f"<td>{'-' if seconds is None else seconds}</td></tr>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mllmcl.continual.baselines import DEFAULT_REPLAY_PER_TASK, METHODS
+from mllmcl.continual.benchmark_methods import DEFAULT_REPLAY_PER_TASK, METHODS, SUMMARY_KEYS
 
 
 def register(sub, common) -> None:
@@ -55,8 +55,8 @@ def register(sub, common) -> None:
 
 
 def _benchmark(args) -> int:
-    from mllmcl.continual.baselines import SUMMARY_KEYS, aggregate, compare, figure, task_orders, unmeasured_cells
-    from mllmcl.continual.benchmark_report import render_html
+    from mllmcl.continual.baselines import aggregate, compare, figure, task_orders, unmeasured_cells
+    from mllmcl.continual.benchmark_report import format_figure, render_html
     from mllmcl.entry import load_params
     from mllmcl.errors import UserError
     from mllmcl.model.compute import set_threads
@@ -104,11 +104,6 @@ def _benchmark(args) -> int:
     header = " ".join(f"{k:>13s}" for k in SUMMARY_KEYS)
     print(f"\n{'method':18s} {header}   ({len(runs)} order(s))")
     for name, figures in result["aggregate"].items():
-        cols = []
-        for key in SUMMARY_KEYS:
-            f = figures[key]
-            text = "-" if f["mean"] is None else f"{f['mean']:+.3f}" if key == "BWT" else f"{f['mean']:.3f}"
-            cols.append((text + ("" if f["std"] is None else f" ±{f['std']:.3f}")).rjust(13))
-        print(f"{name:18s} {' '.join(cols)}")
+        print(f"{name:18s} " + " ".join(format_figure(figures, key).rjust(13) for key in SUMMARY_KEYS))
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.html')} and {stem.with_suffix('.png')}")
     return 0

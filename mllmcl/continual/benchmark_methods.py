@@ -1,0 +1,29 @@
+"""The benchmark's vocabulary: which methods exist, their settings and names. Kept apart from baselines.py (which
+pulls in the configuration and the models) so that `mllmcl --help` builds its parser without them."""
+
+from __future__ import annotations
+
+MSGM_LABEL_SMOOTHING = 0.01  # soft targets of mSGM (Srivastava et al., METHOD.md)
+DEFAULT_REPLAY_PER_TASK = 50  # memory of the replay baselines: training records kept per earlier task
+
+
+SHARED_ADAPTER_METHODS = {  # method -> (replay?, label smoothing)
+    "lora_ft": (False, 0.0),
+    "lora_ft_replay": (True, 0.0),
+    "msgm": (False, MSGM_LABEL_SMOOTHING),
+    "msgm_replay": (True, MSGM_LABEL_SMOOTHING),
+}
+METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", "ncm", *SHARED_ADAPTER_METHODS, "joint")
+
+SUMMARY_KEYS = ("MFT", "MFN", "MAA", "BWT")
+LABELS = {
+    "zero_shot_base": "zero-shot base",
+    "oracle_experts": "experts, oracle routing",
+    "mr_lora": "MR-LoRA (routed)",
+    "ncm": "experts, nearest-mean routing",
+    "lora_ft": "LoRA-FT (one shared adapter)",
+    "lora_ft_replay": "LoRA-FT + replay",
+    "msgm": "mSGM (soft targets)",
+    "msgm_replay": "mSGM + rehearsal",
+    "joint": "joint multi-task LoRA",
+}
