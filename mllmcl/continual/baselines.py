@@ -31,6 +31,60 @@ from mllmcl.paths import ProjectPaths
 Matrix = list[list[float | None]]
 
 
+class _SharedAdapter:
+    """One LoRA on a freshly loaded base, as the shared-adapter methods train it, scored on tasks' test splits and on
+    the text-only suite (the base's own accuracy there, adapter off, measured once)."""
+
+    def __init__(self, params: Params, cfg, *, base_dir: Path, tasks_dir: Path, language_suite: str | None):
+        from mllmcl.model.adapters import lora_config, new_adapter
+        from mllmcl.model.loading import Prompting, load_base, resolve_base
+
+        base = resolve_base(params.base, base_dir)
+        model, processor = load_base(base, trust_remote_code=params.base.trust_remote_code)
+        self.prompting = Prompting.for_model(model, processor)
+        self.model = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
+        self.tasks_dir = Path(tasks_dir)
+        self._tests: dict[str, list[dict]] = {}  # test records, read once: every stage scores them again
+        suite = self.tasks_dir / language_suite if language_suite else None
+        self.language = (
+            (suite, rec_io.read_records(suite / "test.jsonl")) if suite and (suite / "test.jsonl").exists() else None
+        )
+        self.language_base = None
+        if self.language:
+            with self.model.disable_adapter():
+                self.language_base = self._score(*self.language)
+
+    def examples(self, task: str, records: list[dict] | None = None) -> list:
+        """`records` of `task` (default: its whole training split) encoded with their answers."""
+        from mllmcl.model.batching import encode_records
+
+        folder = self.tasks_dir / task
+        records = rec_io.read_records(folder / "train.jsonl") if records is None else records
+        return encode_records(self.prompting, records, folder, with_answers=True)
+
+    def train(self, examples: list, cfg, *, desc: str, progress: bool, label_smoothing: float = 0.0):
+        from mllmcl.model.training import train
+
+        pad_id = self.prompting.tokenizer.pad_token_id
+        return train(
+            self.model, examples, cfg, pad_id=pad_id, progress=progress, desc=desc, label_smoothing=label_smoothing
+        )
+
+    def accuracy(self, task: str) -> float:
+        folder = self.tasks_dir / task
+        if task not in self._tests:
+            self._tests[task] = rec_io.read_records(folder / "test.jsonl")
+        return self._score(folder, self._tests[task])
+
+    def language_accuracy(self) -> float | None:
+        return self._score(*self.language) if self.language else None
+
+    def _score(self, folder: Path, records: list[dict]) -> float:
+        from mllmcl.model.generation import score_records
+
+        return score_records(self.model, self.prompting, records, folder)[0]
+
+
 def sequential_lora(
     tasks: Sequence[str],
     params: Params,
@@ -54,54 +108,29 @@ def sequential_lora(
     import random
 
     from mllmcl.continual.experts import task_seed
-    from mllmcl.model.adapters import lora_config, new_adapter
-    from mllmcl.model.batching import encode_records
-    from mllmcl.model.generation import score_records as score
-    from mllmcl.model.loading import Prompting, load_base, resolve_base
-    from mllmcl.model.training import train
 
     cfg = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
-    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
-    prompting = Prompting.for_model(model, processor)
-    shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
-    folders = {t: Path(tasks_dir) / t for t in tasks}
-    tests = {t: rec_io.read_records(folders[t] / "test.jsonl") for t in tasks}
-    language = _language_records(tasks_dir, language_suite)
-    language_base = None
-    if language:
-        with shared.disable_adapter():
-            language_base, _ = score(shared, prompting, language, Path(tasks_dir) / language_suite)
+    shared = _SharedAdapter(params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite)
     n = len(tasks)
     matrix: Matrix = []
     cells: list[list[str | None]] = []
     stages = []
-    memory: list[tuple[str, dict]] = []  # (task, record): what replay keeps of the tasks already learned
+    memory: list = []  # encoded examples replay keeps of the tasks already learned
     for stage, task in enumerate(tasks):
         t0 = time.perf_counter()
-        records = rec_io.read_records(folders[task] / "train.jsonl")
-        examples = encode_records(prompting, records, folders[task], with_answers=True)
-        for earlier in dict.fromkeys(t for t, _ in memory):
-            kept = [r for t, r in memory if t == earlier]
-            examples += encode_records(prompting, kept, folders[earlier], with_answers=True)
-        train_cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
-        trained = train(
-            shared,
+        records = rec_io.read_records(Path(tasks_dir) / task / "train.jsonl")
+        examples = shared.examples(task, records) + memory
+        trained = shared.train(
             examples,
-            train_cfg,
-            pad_id=prompting.tokenizer.pad_token_id,
+            cfg.model_copy(update={"seed": cfg.seed + task_seed(task)}),
+            desc=f"{method} {stage + 1}/{n} {task}",
             progress=progress,
-            desc=f"{method} {stage + 1}/{len(tasks)} {task}",
             label_smoothing=label_smoothing,
         )
         if replay_per_task:
             rng = random.Random(f"{cfg.seed}-replay-{task}")
-            memory += [(task, r) for r in rng.sample(records, min(replay_per_task, len(records)))]
-        row: list[float | None] = [None] * n
-        for j in range(stage + 1):
-            row[j], _ = score(shared, prompting, tests[tasks[j]], folders[tasks[j]])
-        language_accuracy = (
-            score(shared, prompting, language, Path(tasks_dir) / language_suite)[0] if language else None
-        )
+            memory += shared.examples(task, rng.sample(records, min(replay_per_task, len(records))))
+        row: list[float | None] = [shared.accuracy(t) if j <= stage else None for j, t in enumerate(tasks)]
         matrix.append(row)
         cells.append(
             [f"{method} stage {stage + 1}: evaluation on {tasks[j]}" if j <= stage else None for j in range(n)]
@@ -114,8 +143,8 @@ def sequential_lora(
                 "memory_records": len(memory),
                 "train_seconds": trained.seconds,
                 "seconds": round(time.perf_counter() - t0, 1),
-                "language_accuracy": language_accuracy,
-                "language_base_accuracy": language_base,
+                "language_accuracy": shared.language_accuracy(),
+                "language_base_accuracy": shared.language_base,
             }
         )
         if on_stage:
@@ -145,33 +174,13 @@ def joint_lora(
     """Joint multi-task LoRA, the classic upper bound: one adapter trained once on every task's training data at
     once, with the budget of one expert per task (steps x tasks), scored on every task. Only the last row of A is
     measured (there is no sequence); the earlier rows stay empty rather than copied."""
-    from mllmcl.model.adapters import lora_config, new_adapter
-    from mllmcl.model.batching import encode_records
-    from mllmcl.model.generation import score_records as score
-    from mllmcl.model.loading import Prompting, load_base, resolve_base
-    from mllmcl.model.training import train
-
-    cfg = params.expert
-    cfg = cfg.model_copy(update={"steps": (steps or cfg.steps) * len(tasks)})
-    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
-    prompting = Prompting.for_model(model, processor)
-    shared = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
-    folders = {t: Path(tasks_dir) / t for t in tasks}
-    examples = []
-    for task in tasks:
-        examples += encode_records(
-            prompting, rec_io.read_records(folders[task] / "train.jsonl"), folders[task], with_answers=True
-        )
+    cfg = params.expert.model_copy(update={"steps": (steps or params.expert.steps) * len(tasks)})
+    shared = _SharedAdapter(params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite)
+    examples = [example for task in tasks for example in shared.examples(task)]
     t0 = time.perf_counter()
-    trained = train(shared, examples, cfg, pad_id=prompting.tokenizer.pad_token_id, progress=progress, desc="joint")
+    trained = shared.train(examples, cfg, desc="joint", progress=progress)
     n = len(tasks)
-    final = [score(shared, prompting, rec_io.read_records(folders[t] / "test.jsonl"), folders[t])[0] for t in tasks]
-    language = _language_records(tasks_dir, language_suite)
-    language_base = None
-    if language:
-        with shared.disable_adapter():
-            language_base, _ = score(shared, prompting, language, Path(tasks_dir) / language_suite)
-    matrix: Matrix = [[None] * n for _ in range(n - 1)] + [final]
+    matrix: Matrix = [[None] * n for _ in range(n - 1)] + [[shared.accuracy(t) for t in tasks]]
     cells = [[None] * n for _ in range(n - 1)] + [[f"joint: evaluation on {t}" for t in tasks]]
     return {
         "matrix": matrix,
@@ -183,10 +192,8 @@ def joint_lora(
                 "train_examples": len(examples),
                 "train_seconds": trained.seconds,
                 "seconds": round(time.perf_counter() - t0, 1),
-                "language_accuracy": score(shared, prompting, language, Path(tasks_dir) / language_suite)[0]
-                if language
-                else None,
-                "language_base_accuracy": language_base,
+                "language_accuracy": shared.language_accuracy(),
+                "language_base_accuracy": shared.language_base,
             }
         ],
         "steps": cfg.steps,
@@ -195,13 +202,6 @@ def joint_lora(
         "MAA": None,
         "BWT": None,
     }
-
-
-def _language_records(tasks_dir: Path, suite: str | None) -> list[dict]:
-    """The text-only suite's test records (empty when there is none): how each method's linguistic ability moves."""
-    if not suite or not (Path(tasks_dir) / suite / "test.jsonl").exists():
-        return []
-    return rec_io.read_records(Path(tasks_dir) / suite / "test.jsonl")
 
 
 def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
@@ -490,16 +490,12 @@ def compare(
 def task_orders(tasks: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
     """The given order first, then up to n - 1 other distinct permutations drawn with a fixed seed: the task-order
     robustness the MLLM-CL paper's reviewers asked for."""
-    import itertools
     import math
     import random
 
     orders = [list(tasks)]
-    n = min(n, math.factorial(len(tasks)))
+    n = min(n, math.factorial(len(tasks)))  # there are no more distinct orders than that: the loop ends
     rng = random.Random(f"orders-{seed}")
-    if len(tasks) <= 6:  # few enough to list: draw without repeats
-        others = [list(p) for p in itertools.permutations(tasks) if list(p) != list(tasks)]
-        return orders + rng.sample(others, n - 1)
     while len(orders) < n:
         candidate = list(tasks)
         rng.shuffle(candidate)
