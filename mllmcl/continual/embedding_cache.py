@@ -47,75 +47,75 @@ def base_key(name_or_path: str) -> str:
 
 
 class EmbeddingCache:
-    """Image embeddings of one base, by the sha256 of the image's bytes. `folder=None` caches nothing."""
+    """Image embeddings of one base, by the sha256 of the image's bytes. `folder=None` caches nothing. The shards are
+    read once per instance and checked against the model once (a router retraining asks twice: fit, calibration)."""
 
     def __init__(self, folder: Path | None, key: str):
         self.folder = None if folder is None else Path(folder) / key
         self.hits = 0
         self.misses = 0
+        self._shards: dict[str, dict[str, object]] | None = None  # shard -> image sha256 -> vector
+        self._checked = False
 
-    def _load(self) -> dict[str, object]:
+    def _entries(self) -> dict[str, dict[str, object]]:
         import numpy as np
 
-        found: dict[str, object] = {}
-        if self.folder is None or not self.folder.is_dir():
-            return found
-        for shard in sorted(self.folder.glob("*.npz")):
-            try:
-                with np.load(shard, allow_pickle=False) as z:
-                    found.update(zip(z["keys"].tolist(), z["vectors"]))
-            except (OSError, ValueError, KeyError) as e:  # a damaged shard is recomputed, never trusted
-                log.warning("embedding cache %s unreadable (%s); recomputing its entries", shard, e)
-        return found
+        if self._shards is None:
+            self._shards = {}
+            for shard in sorted(self.folder.glob("*.npz")) if self.folder is not None else []:
+                try:
+                    with np.load(shard, allow_pickle=False) as z:
+                        self._shards[shard.stem] = dict(zip(z["keys"].tolist(), z["vectors"]))
+                except (OSError, ValueError, KeyError) as e:  # a damaged shard is recomputed, never trusted
+                    log.warning("embedding cache %s unreadable (%s); recomputing its entries", shard, e)
+        return self._shards
 
-    def _save(self, shard: str, entries: dict[str, object]) -> None:
+    def _save(self, shard: str) -> None:
         import numpy as np
 
-        if self.folder is None or not entries:
+        if self.folder is None:
             return
+        entries = self._entries()[shard]
+        keys = sorted(entries)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{shard}.npz"
-        old = {}
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    old = dict(zip(z["keys"].tolist(), z["vectors"]))
-            except (OSError, ValueError, KeyError):
-                old = {}
-        merged = {**old, **entries}
-        keys = sorted(merged)
         tmp = path.with_name(path.name + ".partial")
         with open(tmp, "wb") as f:
-            np.savez(f, keys=np.array(keys), vectors=np.stack([np.asarray(merged[k], np.float32) for k in keys]))
+            np.savez(f, keys=np.array(keys), vectors=np.stack([np.asarray(entries[k], np.float32) for k in keys]))
         tmp.replace(path)
+
+    def _trusted(self, cached: dict, items, hit: list[int], compute) -> bool:
+        """Recompute a few cached entries; any that differs condemns the whole cache of this base key."""
+        import numpy as np
+
+        checks = hit[:: max(1, len(hit) // SPOT_CHECKS)][:SPOT_CHECKS]
+        fresh = compute(checks)
+        self._checked = True
+        return all(
+            f is not None and np.allclose(f, cached[items[i][1]], rtol=1e-4, atol=1e-5) for i, f in zip(checks, fresh)
+        )
 
     def embed(self, items: Sequence[tuple[str, str]], compute: Callable[[list[int]], list]) -> list:
         """Embeddings of `items` ((shard, image sha256) each), in order. `compute(indices)` embeds the items at those
         indices (None for an item without one); only misses and the spot checks are computed."""
-        import numpy as np
-
-        cached = self._load()
+        cached = {key: v for entries in self._entries().values() for key, v in entries.items()}
         hit = [i for i, (_, key) in enumerate(items) if key in cached]
-        if hit:
-            checks = hit[:: max(1, len(hit) // SPOT_CHECKS)][:SPOT_CHECKS]
-            fresh = compute(checks)
-            if not all(
-                f is not None and np.allclose(f, cached[items[i][1]], rtol=1e-4, atol=1e-5)
-                for i, f in zip(checks, fresh)
-            ):
-                log.warning("embedding cache %s disagrees with the model; recomputing every embedding", self.folder)
-                shutil.rmtree(self.folder, ignore_errors=True)
-                cached, hit = {}, []
+        if hit and not self._checked and not self._trusted(cached, items, hit, compute):
+            log.warning("embedding cache %s disagrees with the model; recomputing every embedding", self.folder)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self._shards, cached, hit = {}, {}, []
         hit_set = set(hit)
         missing = [i for i in range(len(items)) if i not in hit_set]
         out: list = [cached[items[i][1]] if i in hit_set else None for i in range(len(items))]
-        new: dict[str, dict[str, object]] = {}
+        changed = set()
         for i, vector in zip(missing, compute(missing) if missing else []):
             out[i] = vector
             if vector is not None:
-                new.setdefault(items[i][0], {})[items[i][1]] = vector
-        for shard, entries in new.items():
-            self._save(shard, entries)
+                shard, key = items[i]
+                self._entries().setdefault(shard, {})[key] = vector
+                changed.add(shard)
+        for shard in sorted(changed):
+            self._save(shard)
         self.hits += len(hit)
         self.misses += len(missing)
         return out

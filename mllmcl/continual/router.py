@@ -227,8 +227,7 @@ def _encode_labelled(prompting, pool, labelled, tasks_dir: Path, with_answers: b
     letter = {e.task: e.letter for e in pool}
     out = []
     for label, rec in labelled:
-        folder = Path(tasks_dir) / rec.get("_task", label)
-        image = open_image(folder / rec["image"]) if rec.get("image") else None
+        image, _ = _request(label, rec, tasks_dir)
         question = router_question(pool, rec["question"])
         out.append(
             encode(prompting, question, image, letter[label] if with_answers else None, prefix=router_pool_text(pool))
@@ -288,7 +287,7 @@ def train_router(
         text_only_to_base=cfg.text_only_to_base,
         adapter="default",
     )
-    cache = EmbeddingCache(embedding_cache, base_key(base)) if embedding_cache is not None else None
+    cache = EmbeddingCache(embedding_cache, base_key(base) if embedding_cache is not None else "")
     router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg, cache)
     held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
@@ -300,40 +299,40 @@ def train_router(
     return result
 
 
+def _folder(label: str, rec: dict, tasks_dir: Path) -> Path:
+    """Where a labelled record's images are: its task's folder, or for a base-labelled one its suite's (`_task`)."""
+    return Path(tasks_dir) / rec.get("_task", label)
+
+
 def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:
-    """(image or None, question) of a labelled record; a base-labelled record lives in its suite's folder (`_task`)."""
-    folder = Path(tasks_dir) / rec.get("_task", label)
+    """(image or None, question) of a labelled record."""
+    folder = _folder(label, rec, tasks_dir)
     return (open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"])
 
 
-def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache | None) -> list[tuple]:
-    """(label, base image embedding or None) of each labelled record that has an image; through `cache` when given,
-    keyed by the image's bytes, so only images it has not seen are opened and embedded."""
+def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache) -> list[tuple]:
+    """(label, base image embedding or None) of each labelled record that has an image, through `cache` (keyed by
+    the image's bytes), so only images it has not seen are opened and embedded."""
     rows = [(label, rec) for label, rec in labelled if rec.get("image")]
 
     def compute(indices):
         return router.image_embeddings([_request(*rows[i], tasks_dir) for i in indices])
 
-    if cache is None:
-        vectors = compute(range(len(rows)))
-    else:
-        items = [
-            (
-                label,
-                hashlib.sha256(read_image_bytes(Path(tasks_dir) / rec.get("_task", label) / rec["image"])).hexdigest(),
-            )
-            for label, rec in rows
-        ]
-        vectors = cache.embed(items, compute)
-    return [(label, v) for (label, _), v in zip(rows, vectors)]
+    items = [
+        (label, hashlib.sha256(read_image_bytes(_folder(label, rec, tasks_dir) / rec["image"])).hexdigest())
+        for label, rec in rows
+    ]
+    return [(label, v) for (label, _), v in zip(rows, cache.embed(items, compute))]
 
 
 def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig, cache=None):
     """The open-set profile of `tasks`: one Gaussian per task fitted on `novelty_samples_per_task` of its training
     images, the threshold calibrated on as many other training images (the test split stays unseen for evaluation).
     Returns (profile or None when there are no image tasks, stats for router_stats.json). `cache`: an
-    EmbeddingCache the base's image embeddings are read from and added to."""
+    EmbeddingCache the base's image embeddings are read from and added to (default: none kept)."""
     import numpy as np
+
+    cache = cache or EmbeddingCache(None, "")
 
     n = cfg.novelty_samples_per_task
     picked = replay_set(tasks, tasks_dir, "train", 2 * n, cfg.seed + 1)
@@ -362,8 +361,8 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         "quantile": cfg.novelty_quantile,
         "fit_images": sum(len(v) for v in by_task.values()),
         "calibration_images": len(known),
-        "embeddings_cached": cache.hits if cache is not None else 0,
-        "embeddings_computed": cache.misses if cache is not None else len(fit_emb) + len(cal_emb),
+        "embeddings_cached": cache.hits,
+        "embeddings_computed": cache.misses,
     }
 
 
