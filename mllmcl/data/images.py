@@ -79,13 +79,18 @@ def _pack_at(pack: Path) -> _Pack:
     return _open_pack(str(pack.resolve()), st.st_mtime_ns, st.st_size)
 
 
+def _member(path: Path) -> tuple[_Pack, str] | None:
+    """The open pack and member name holding `path`, when its folder's pack has it."""
+    found = _packed(path)
+    if found is None:
+        return None
+    pack = _pack_at(found[0])
+    return (pack, found[1]) if found[1] in pack.names else None
+
+
 def image_exists(path: Path) -> bool:
     """Whether a record's image path names a loose file or a packed member."""
-    path = Path(path)
-    if path.is_file():
-        return True
-    found = _packed(path)
-    return found is not None and found[1] in _pack_at(found[0]).names
+    return Path(path).is_file() or _member(path) is not None
 
 
 def read_image_bytes(path: Path) -> bytes:
@@ -95,9 +100,8 @@ def read_image_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         pass
-    found = _packed(path)
-    if found is not None:
-        pack = _pack_at(found[0])
-        if found[1] in pack.names:
-            return pack.read(found[1])
-    raise FileNotFoundError(f"{path}: no such image (neither a file nor in its folder's {PACK})")
+    member = _member(path)
+    if member is None:
+        raise FileNotFoundError(f"{path}: no such image (neither a file nor in its folder's {PACK})")
+    pack, name = member
+    return pack.read(name)
