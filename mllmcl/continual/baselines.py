@@ -305,7 +305,6 @@ def ncm_stages(
     params: Params,
     paths: ProjectPaths,
     *,
-    progress: bool = True,
     on_stage: Callable[[int, list], None] | None = None,
 ) -> dict:
     """The nearest-class-mean ablation, stage by stage like MR-LoRA: at stage t each task's mean is the base's image
@@ -467,7 +466,7 @@ def compare(
     if "mr_lora" in methods:
         out["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("mr_lora"))
     if "ncm" in methods:
-        out["ncm"] = ncm_stages(tasks, params, paths, progress=progress, on_stage=report("ncm"))
+        out["ncm"] = ncm_stages(tasks, params, paths, on_stage=report("ncm"))
     for name, (replay, smoothing) in SHARED_ADAPTER_METHODS.items():
         if name in methods:
             out[name] = sequential_lora(

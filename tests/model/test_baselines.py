@@ -86,7 +86,7 @@ def test_mr_lora_is_measured_stage_by_stage_with_a_router_per_stage(tmp_path):
     assert (paths.router / "adapter_model.safetensors").read_bytes() == dag_router  # the DAG's router untouched
 
     # the ablation: the same experts, routed by the nearest mean of the base's image embeddings (no router training)
-    ncm = ncm_stages(list(toy.TASKS), params, paths, progress=False)
+    ncm = ncm_stages(list(toy.TASKS), params, paths)
     one, two = ncm["per_stage"]
     assert one["router_accuracy"] == 1.0  # one mean: every image request goes to the only expert
     assert one["language_accuracy"] == one["language_base_accuracy"]  # text-only requests go to the plain base
