@@ -19,10 +19,8 @@ from mllmcl.config import Params
 from mllmcl.continual import metrics
 from mllmcl.continual.benchmark_methods import (
     DEFAULT_REPLAY_PER_TASK,
-    LABELS,
     METHODS,
     SHARED_ADAPTER_METHODS,
-    SUMMARY_KEYS,
 )
 from mllmcl.continual.experts import ExpertStats
 from mllmcl.data import records as rec_io
@@ -35,7 +33,16 @@ class _SharedAdapter:
     """One LoRA on a freshly loaded base, as the shared-adapter methods train it, scored on tasks' test splits and on
     the text-only suite (the base's own accuracy there, adapter off, measured once)."""
 
-    def __init__(self, params: Params, cfg, *, base_dir: Path, tasks_dir: Path, language_suite: str | None):
+    def __init__(
+        self,
+        params: Params,
+        cfg,
+        *,
+        base_dir: Path,
+        tasks_dir: Path,
+        language_suite: str | None,
+        test_limit: int | None = None,
+    ):
         from mllmcl.model.adapters import lora_config, new_adapter
         from mllmcl.model.loading import Prompting, load_base, resolve_base
 
@@ -44,10 +51,16 @@ class _SharedAdapter:
         self.prompting = Prompting.for_model(model, processor)
         self.model = new_adapter(model, lora_config(cfg, model, role="expert"), seed=cfg.seed)
         self.tasks_dir = Path(tasks_dir)
+        self.test_limit = test_limit  # the first N test records of each split (--quick), None: all
+        self.batch_size = params.evaluate.batch_size
+        self.answered = 0  # requests answered and the seconds that took: the method's latency per request
+        self.answer_seconds = 0.0
         self._tests: dict[str, list[dict]] = {}  # test records, read once: every stage scores them again
         suite = self.tasks_dir / language_suite if language_suite else None
         self.language = (
-            (suite, rec_io.read_records(suite / "test.jsonl")) if suite and (suite / "test.jsonl").exists() else None
+            (suite, rec_io.read_records(suite / "test.jsonl")[:test_limit])
+            if suite and (suite / "test.jsonl").exists()
+            else None
         )
         self.language_base = None
         if self.language:
@@ -73,16 +86,31 @@ class _SharedAdapter:
     def accuracy(self, task: str) -> float:
         folder = self.tasks_dir / task
         if task not in self._tests:
-            self._tests[task] = rec_io.read_records(folder / "test.jsonl")
+            self._tests[task] = rec_io.read_records(folder / "test.jsonl")[: self.test_limit]
         return self._score(folder, self._tests[task])
 
     def language_accuracy(self) -> float | None:
         return self._score(*self.language) if self.language else None
 
+    def adapter_bytes(self) -> int:
+        """Size of the adapter as saved (safetensors): what serving this method stores and loads."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            return sum(f.stat().st_size for f in Path(tmp).rglob("*.safetensors"))
+
+    def latency_ms(self) -> float | None:
+        return round(1000 * self.answer_seconds / self.answered, 3) if self.answered else None
+
     def _score(self, folder: Path, records: list[dict]) -> float:
         from mllmcl.model.generation import score_records
 
-        return score_records(self.model, self.prompting, records, folder)[0]
+        t0 = time.perf_counter()
+        score = score_records(self.model, self.prompting, records, folder, batch_size=self.batch_size)[0]
+        self.answer_seconds += time.perf_counter() - t0
+        self.answered += len(records)
+        return score
 
 
 def sequential_lora(
@@ -96,6 +124,7 @@ def sequential_lora(
     label_smoothing: float = 0.0,
     method: str = "lora_ft",
     language_suite: str | None = None,
+    test_limit: int | None = None,
     progress: bool = True,
     on_stage: Callable[[int, list], None] | None = None,
 ) -> dict:
@@ -110,7 +139,9 @@ def sequential_lora(
     from mllmcl.continual.experts import task_seed
 
     cfg = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
-    shared = _SharedAdapter(params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite)
+    shared = _SharedAdapter(
+        params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite, test_limit=test_limit
+    )
     n = len(tasks)
     matrix: Matrix = []
     cells: list[list[str | None]] = []
@@ -130,6 +161,8 @@ def sequential_lora(
         if replay_per_task:
             rng = random.Random(f"{cfg.seed}-replay-{task}")
             memory += shared.examples(task, rng.sample(records, min(replay_per_task, len(records))))
+        if stage == n - 1:  # the latency of the finished method: its last stage's answers alone
+            shared.answered, shared.answer_seconds = 0, 0.0
         row: list[float | None] = [shared.accuracy(t) if j <= stage else None for j, t in enumerate(tasks)]
         matrix.append(row)
         cells.append(
@@ -158,6 +191,12 @@ def sequential_lora(
         "replay_per_task": replay_per_task,
         "label_smoothing": label_smoothing,
         **metrics.summary(matrix),
+        **costs(
+            train_seconds=sum(s["train_seconds"] for s in stages),
+            adapter_bytes=shared.adapter_bytes(),
+            latency_ms=shared.latency_ms(),
+            per_stage=stages,
+        ),
     }
 
 
@@ -169,39 +208,82 @@ def joint_lora(
     tasks_dir: Path,
     steps: int | None = None,
     language_suite: str | None = None,
+    test_limit: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Joint multi-task LoRA, the classic upper bound: one adapter trained once on every task's training data at
     once, with the budget of one expert per task (steps x tasks), scored on every task. Only the last row of A is
     measured (there is no sequence); the earlier rows stay empty rather than copied."""
     cfg = params.expert.model_copy(update={"steps": (steps or params.expert.steps) * len(tasks)})
-    shared = _SharedAdapter(params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite)
+    shared = _SharedAdapter(
+        params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite, test_limit=test_limit
+    )
     examples = [example for task in tasks for example in shared.examples(task)]
     t0 = time.perf_counter()
     trained = shared.train(examples, cfg, desc="joint", progress=progress)
     n = len(tasks)
+    shared.answered, shared.answer_seconds = 0, 0.0
     matrix: Matrix = [[None] * n for _ in range(n - 1)] + [[shared.accuracy(t) for t in tasks]]
     cells = [[None] * n for _ in range(n - 1)] + [[f"joint: evaluation on {t}" for t in tasks]]
+    stages = [
+        {
+            "stage": n,
+            "tasks": list(tasks),
+            "train_examples": len(examples),
+            "train_seconds": trained.seconds,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "language_accuracy": shared.language_accuracy(),
+            "language_base_accuracy": shared.language_base,
+        }
+    ]
     return {
         "matrix": matrix,
         "cells": cells,
-        "per_stage": [
-            {
-                "stage": n,
-                "tasks": list(tasks),
-                "train_examples": len(examples),
-                "train_seconds": trained.seconds,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "language_accuracy": shared.language_accuracy(),
-                "language_base_accuracy": shared.language_base,
-            }
-        ],
+        "per_stage": stages,
         "steps": cfg.steps,
         **metrics.summary(matrix),
+        **costs(
+            train_seconds=trained.seconds,
+            adapter_bytes=shared.adapter_bytes(),
+            latency_ms=shared.latency_ms(),
+            per_stage=stages,
+        ),
         "MFT": None,  # without a sequence there is no just-learned accuracy to forget from
         "MAA": None,
         "BWT": None,
     }
+
+
+def costs(
+    *, train_seconds: float | None, adapter_bytes: int | None, latency_ms: float | None, per_stage: Sequence[dict]
+) -> dict:
+    """What a method costs and what it does to the text-only suite, beside its accuracy matrix: training seconds of the
+    whole sequence, bytes of adapter weights it serves with, milliseconds per answered request in its last stage's
+    evaluation (batched as the evaluation batches), its router's accuracy there and the linguistic degradation (base
+    minus method on the text-only suite after the last stage, absolute and % of the base; Srivastava et al.)."""
+    last = per_stage[-1] if per_stage else {}
+    language, base = last.get("language_accuracy"), last.get("language_base_accuracy")
+    drop = metrics.linguistic_degradation(base, language) if language is not None and base is not None else None
+    return {
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "adapter_bytes": adapter_bytes,
+        "latency_ms": latency_ms,
+        "router_accuracy": last.get("router_accuracy"),
+        "language_accuracy": language,
+        "linguistic_drop": drop["delta"] if drop else None,
+        "linguistic_drop_pct": drop["percent"] if drop else None,
+    }
+
+
+def adapter_files_bytes(*folders: Path) -> int:
+    """Bytes of the adapter weights (safetensors) in `folders`."""
+    return sum(f.stat().st_size for folder in folders for f in Path(folder).glob("*.safetensors"))
+
+
+def _per_request_ms(seconds: Sequence[float | None], counts: Sequence[int]) -> float | None:
+    if any(s is None for s in seconds) or not sum(counts):
+        return None  # stats written before the timing was recorded: shown as missing, never guessed
+    return round(1000 * sum(seconds) / sum(counts), 3)
 
 
 def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
@@ -209,18 +291,33 @@ def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
     task's test split). Neither model changes once its task is learned (the base is never trained, an expert is
     frozen), so one evaluation gives the whole column: `cells` names it for every cell."""
     out = {}
+    stats = [ExpertStats.read(Path(experts_dir) / task) for task in tasks]
+    counts = [s.n_test for s in stats]
+    cost = {
+        "zero_shot_base": costs(
+            train_seconds=0.0,
+            adapter_bytes=0,
+            latency_ms=_per_request_ms([s.base_eval_seconds for s in stats], counts),
+            per_stage=[],
+        ),
+        "oracle_experts": costs(
+            train_seconds=sum(s.train_seconds for s in stats),
+            adapter_bytes=adapter_files_bytes(*(Path(experts_dir) / t for t in tasks)),
+            latency_ms=_per_request_ms([s.expert_eval_seconds for s in stats], counts),
+            per_stage=[],
+        ),
+    }
     for method, key, why in (
         ("zero_shot_base", "base_accuracy", "the base is never trained"),
         ("oracle_experts", "expert_accuracy", "the expert is frozen once trained"),
     ):
-        final, sources = [], []
-        for task in tasks:
-            final.append(getattr(ExpertStats.read(Path(experts_dir) / task), key))
-            sources.append(f"experts/{task}/train_stats.json {key} ({why})")
+        final = [getattr(s, key) for s in stats]
+        sources = [f"experts/{task}/train_stats.json {key} ({why})" for task in tasks]
         n = len(final)
         out[method] = {
             "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
             "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
+            **cost[method],
         }
     return out
 
@@ -230,6 +327,7 @@ def mr_lora_stages(
     params: Params,
     paths: ProjectPaths,
     *,
+    test_limit: int | None = None,
     progress: bool = True,
     on_stage: Callable[[int, list], None] | None = None,
 ) -> dict:
@@ -239,6 +337,7 @@ def mr_lora_stages(
     task elsewhere shows as forgetting. The DAG's router serves the last stage when it was trained on the same tasks
     and settings; the others are kept under .cache/benchmark, so a killed run resumes with the routers it trained."""
     from mllmcl.continual.inference import RoutedModel
+    from mllmcl.continual.router import STATS_FILE
     from mllmcl.model.loading import resolve_base
 
     n = len(tasks)
@@ -250,13 +349,14 @@ def mr_lora_stages(
         t0 = time.perf_counter()
         router_dir, reused = stage_router(learned, params, paths, progress=progress)
         router_seconds = round(time.perf_counter() - t0, 1)
+        router_train_seconds = json.loads((router_dir / STATS_FILE).read_text()).get("seconds")
         model = RoutedModel(
             resolve_base(params.base, paths.base),
             paths.experts,
             router_dir,
             trust_remote_code=params.base.trust_remote_code,
         )
-        row, row_cells, info = routed_stage(model, "mr_lora", learned, n, params, paths)
+        row, row_cells, info = routed_stage(model, "mr_lora", learned, n, params, paths, test_limit=test_limit)
         del model
         matrix.append(row)
         cells.append(row_cells)
@@ -266,11 +366,27 @@ def mr_lora_stages(
                 "router": str(router_dir.relative_to(paths.root)) if router_dir.is_relative_to(paths.root) else "",
                 "router_reused": reused,
                 "router_seconds": router_seconds,
+                "router_train_seconds": router_train_seconds,
             }
         )
         if on_stage:
             on_stage(t - 1, row)
-    return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
+    experts = [ExpertStats.read(paths.expert(task)) for task in tasks]
+    router_training = [s["router_train_seconds"] for s in stages]
+    return {
+        **metrics.summary(matrix),
+        "matrix": matrix,
+        "cells": cells,
+        "per_stage": stages,
+        **costs(  # every expert once, and the router retrained at every stage: what the sequence cost
+            train_seconds=None
+            if None in router_training
+            else sum(e.train_seconds for e in experts) + sum(router_training),
+            adapter_bytes=adapter_files_bytes(*(paths.expert(t) for t in tasks), router_dir),
+            latency_ms=stages[-1]["latency_ms"],
+            per_stage=stages,
+        ),
+    }
 
 
 class NearestMeanRouter:
@@ -305,11 +421,14 @@ def ncm_stages(
     params: Params,
     paths: ProjectPaths,
     *,
+    router_dir: Path | None = None,
+    test_limit: int | None = None,
     on_stage: Callable[[int, list], None] | None = None,
 ) -> dict:
     """The nearest-class-mean ablation, stage by stage like MR-LoRA: at stage t each task's mean is the base's image
     embedding averaged over the router's replay sample of that task (`router.samples_per_task` training records), the
-    experts are the same, and the routed system is evaluated on tasks 1..t and the text-only suite."""
+    experts are the same, and the routed system is evaluated on tasks 1..t and the text-only suite. `router_dir` (default:
+    the DAG's router) lends its image embeddings, which are the base's own, whatever its LoRA learned."""
     import numpy as np
 
     from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
@@ -319,10 +438,11 @@ def ncm_stages(
     from mllmcl.model.loading import resolve_base
 
     base = resolve_base(params.base, paths.base)
-    model = RoutedModel(base, paths.experts, paths.router, trust_remote_code=params.base.trust_remote_code)
+    router_dir = router_dir or paths.router
+    model = RoutedModel(base, paths.experts, router_dir, trust_remote_code=params.base.trust_remote_code)
     missing = [t for t in tasks if t not in model.experts]
     if missing:
-        raise UserError(f"{paths.router}: its pool lacks {', '.join(missing)} (run `dvc repro` first)")
+        raise UserError(f"{router_dir}: its pool lacks {', '.join(missing)} (run `dvc repro` first)")
     trained_router = model.router
     cache = EmbeddingCache(paths.embedding_cache, base_key(base))
     sample = replay_set(tasks, paths.tasks_dir, "train", params.router.samples_per_task, params.router.seed)
@@ -339,30 +459,64 @@ def ncm_stages(
         model.router = NearestMeanRouter(
             trained_router, {task: np.mean(by_task[task], axis=0) for task in learned if task in by_task}
         )
-        row, row_cells, info = routed_stage(model, "ncm", learned, n, params, paths)
+        row, row_cells, info = routed_stage(model, "ncm", learned, n, params, paths, test_limit=test_limit)
         matrix.append(row)
         cells.append(row_cells)
         stages.append(info)
         if on_stage:
             on_stage(t - 1, row)
     model.router = trained_router
-    return {**metrics.summary(matrix), "matrix": matrix, "cells": cells, "per_stage": stages}
+    dim = len(next(iter(by_task.values()))[0]) if by_task else 0
+    return {
+        **metrics.summary(matrix),
+        "matrix": matrix,
+        "cells": cells,
+        "per_stage": stages,
+        **costs(  # the experts, and one float32 mean per task instead of a router
+            train_seconds=sum(ExpertStats.read(paths.expert(t)).train_seconds for t in tasks),
+            adapter_bytes=adapter_files_bytes(*(paths.expert(t) for t in tasks)) + 4 * dim * len(by_task),
+            latency_ms=stages[-1]["latency_ms"],
+            per_stage=stages,
+        ),
+    }
 
 
-def routed_stage(model, method: str, learned: list[str], n: int, params: Params, paths: ProjectPaths):
+class _TimedPredictions:
+    """A routed model whose routed answers (`predict`: router, then expert) are counted and timed; everything else, such
+    as the base-only answers the evaluation also asks for, passes through untimed."""
+
+    def __init__(self, model):
+        self.model, self.requests, self.seconds = model, 0, 0.0
+
+    def predict(self, requests, **kwargs):
+        t0 = time.perf_counter()
+        out = self.model.predict(requests, **kwargs)
+        self.seconds += time.perf_counter() - t0
+        self.requests += len(requests)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def routed_stage(
+    model, method: str, learned: list[str], n: int, params: Params, paths: ProjectPaths, test_limit: int | None = None
+):
     """One stage of a routed method: the system evaluated on the tasks learned so far and the text-only suite, as
     (row of A, the evaluation behind each cell, the stage's record)."""
     from mllmcl.continual.evaluation import evaluate_system
 
     t = len(learned)
+    timed = _TimedPredictions(model)
     result = evaluate_system(
-        model,
+        timed,
         learned,
         tasks_dir=paths.tasks_dir,
         predictions_dir=paths.benchmark_work / "predictions" / f"{method}-stage-{t}",
         experts_dir=paths.experts,
         language_suite=params.router.base_suite,
         batch_size=params.evaluate.batch_size,
+        max_per_task=test_limit,
     )
     row: list[float | None] = [result.tasks[task].accuracy for task in learned] + [None] * (n - t)
     cells = [f"{method} stage {t}: routed evaluation on {task}" for task in learned] + [None] * (n - t)
@@ -377,6 +531,7 @@ def routed_stage(model, method: str, learned: list[str], n: int, params: Params,
             "language_accuracy": language.accuracy if language else None,
             "language_base_accuracy": language.base_accuracy if language else None,
             "eval_seconds": result.seconds,
+            "latency_ms": round(1000 * timed.seconds / timed.requests, 3) if timed.requests else None,
         },
     )
 
@@ -443,6 +598,7 @@ def compare(
     steps: int | None = None,
     methods: Sequence[str] = METHODS,
     replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
+    test_limit: int | None = None,
     progress: bool = True,
     on_stage=None,
 ) -> dict:
@@ -461,12 +617,17 @@ def compare(
     def report(method: str):
         return (lambda stage, row: on_stage(method, stage, row)) if on_stage else None
 
-    common = dict(base_dir=paths.base, tasks_dir=paths.tasks_dir, steps=steps, progress=progress)
+    common = dict(base_dir=paths.base, tasks_dir=paths.tasks_dir, steps=steps, progress=progress, test_limit=test_limit)
     language = params.router.base_suite
     if "mr_lora" in methods:
-        out["mr_lora"] = mr_lora_stages(tasks, params, paths, progress=progress, on_stage=report("mr_lora"))
-    if "ncm" in methods:
-        out["ncm"] = ncm_stages(tasks, params, paths, on_stage=report("ncm"))
+        out["mr_lora"] = mr_lora_stages(
+            tasks, params, paths, test_limit=test_limit, progress=progress, on_stage=report("mr_lora")
+        )
+    if "ncm" in methods:  # the image embeddings of the last stage's router: the base's own, as any router's
+        router_dir, _ = stage_router(tasks, params, paths, progress=progress)
+        out["ncm"] = ncm_stages(
+            tasks, params, paths, router_dir=router_dir, test_limit=test_limit, on_stage=report("ncm")
+        )
     for name, (replay, smoothing) in SHARED_ADAPTER_METHODS.items():
         if name in methods:
             out[name] = sequential_lora(
@@ -503,26 +664,6 @@ def task_orders(tasks: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
     return orders
 
 
-def aggregate(runs: Sequence[dict]) -> dict:
-    """Mean and sample standard deviation of MFT/MFN/MAA/BWT per method over runs (task orders, seeds); a metric a
-    run does not define (None) is left out of its mean, and `n` says how many runs each figure rests on."""
-    import statistics
-
-    out: dict[str, dict] = {}
-    for method in dict.fromkeys(m for run in runs for m in run["methods"]):
-        out[method] = {}
-        for key in SUMMARY_KEYS:
-            values = [
-                run["methods"][method][key] for run in runs if run["methods"].get(method, {}).get(key) is not None
-            ]
-            out[method][key] = {
-                "mean": round(statistics.fmean(values), 4) if values else None,
-                "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-                "n": len(values),
-            }
-    return out
-
-
 def unmeasured_cells(result: dict) -> list[str]:
     """Every filled cell of every method's matrix that no evaluation is named for (none, in a sound report)."""
     missing = []
@@ -534,54 +675,3 @@ def unmeasured_cells(result: dict) -> list[str]:
                 if value is not None and not source:
                     missing.append(f"{name}[{t}][{j}]")
     return missing
-
-
-def figure(result: dict) -> str:
-    """Final accuracy per task for each method, beside LoRA-FT's accuracy matrix (forgetting down a column)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mllmcl.plots import draw_heatmap, png_data_uri
-
-    tasks, methods = result["tasks"], result["methods"]
-    names = [m for m in METHODS if m in methods]
-    colours = {
-        "zero_shot_base": "#c9c9c9",
-        "oracle_experts": "#7aa6d8",
-        "mr_lora": "#e08a2c",
-        "ncm": "#f0c27b",
-        "lora_ft": "#d9534f",
-        "lora_ft_replay": "#b5651d",
-        "msgm": "#8e6cc0",
-        "msgm_replay": "#5b3f8c",
-        "joint": "#5cb85c",
-    }
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
-    w = 0.8 / len(names)
-    for k, name in enumerate(names):
-        final = methods[name]["matrix"][-1]
-        left.bar(
-            [i + (k - (len(names) - 1) / 2) * w for i in range(len(tasks))],
-            [v or 0 for v in final],
-            w,
-            label=f"{LABELS[name]}  MFN {methods[name]['MFN'] or 0:.2f}",
-            color=colours[name],
-        )
-    left.set_xticks(range(len(tasks)), tasks)
-    left.set_ylim(0, 1.05)
-    left.set_ylabel("final accuracy")
-    left.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    left.grid(axis="y", alpha=0.3)
-    shown = next((m for m in (*SHARED_ADAPTER_METHODS, "mr_lora", *names) if m in methods), names[0])
-    bwt = methods[shown]["BWT"]
-    draw_heatmap(
-        right,
-        methods[shown]["matrix"],
-        tasks,
-        f"{LABELS[shown]} accuracy matrix (BWT {'-' if bwt is None else f'{bwt:+.2f}'})",
-        "evaluated on",
-        [f"after {t}" for t in tasks],
-    )
-    return png_data_uri(fig)

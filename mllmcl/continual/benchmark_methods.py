@@ -16,6 +16,22 @@ SHARED_ADAPTER_METHODS = {  # method -> (replay?, label smoothing)
 METHODS = ("zero_shot_base", "oracle_experts", "mr_lora", "ncm", *SHARED_ADAPTER_METHODS, "joint")
 
 SUMMARY_KEYS = ("MFT", "MFN", "MAA", "BWT")
+COST_KEYS = (  # besides the accuracy matrix, per method (baselines.costs)
+    "language_accuracy",
+    "linguistic_drop",
+    "linguistic_drop_pct",
+    "router_accuracy",
+    "train_seconds",
+    "adapter_bytes",
+    "latency_ms",
+)
+REPORT_KEYS = (*SUMMARY_KEYS, *COST_KEYS)  # every figure aggregated as mean +- std over seeds x orders
+
+# The embedded benchmark's two tracks (MLLM-CL's), in the paper's task order.
+TRACKS = {"domain": ("rs", "med", "ad", "sci", "fin"), "ability": ("ocr", "math", "count", "gui")}
+
+# --quick: one seed, one order and a reduced budget for every method alike; ~10 min on 2 CPU cores (README).
+QUICK = {"seeds": 1, "orders": 1, "steps": 150, "router_steps": 150, "test_limit": 100}
 LABELS = {
     "zero_shot_base": "zero-shot base",
     "oracle_experts": "experts, oracle routing",

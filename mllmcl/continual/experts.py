@@ -33,6 +33,8 @@ class ExpertStats:
     trainable_params: int
     n_test: int
     training: TrainStats
+    base_eval_seconds: float | None = None  # answering the test split: the benchmark's per-request latency
+    expert_eval_seconds: float | None = None
 
     def to_json(self) -> dict:
         """Flat, as train_stats.json has always been (training fields at the top level)."""
@@ -43,7 +45,8 @@ class ExpertStats:
     def read(cls, expert_dir: Path) -> ExpertStats:
         data = json.loads((Path(expert_dir) / STATS_FILE).read_text())
         training = TrainStats(**{k: data[k] for k in TrainStats.__dataclass_fields__ if k in data})
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k != "training"}, training=training)
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "training" and k in data}
+        return cls(**fields, training=training)  # stats from before a field was added leave it at its default
 
 
 def task_seed(task: str) -> int:
@@ -80,11 +83,13 @@ def train_expert(
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
     main = is_main_process()  # under `accelerate launch` the other ranks only help train
+    t0 = time.perf_counter()
     base_acc = (
         score_records(model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)[0]
         if main
         else float("nan")
     )
+    base_eval_seconds = time.perf_counter() - t0
 
     examples = encode_records(prompting, train_records, data_dir, with_answers=True)
     adapter = lora_config(cfg, model, role="expert")
@@ -110,7 +115,9 @@ def train_expert(
     train_seconds = time.perf_counter() - t0
     if not main:
         return None
+    t0 = time.perf_counter()
     expert_acc, _ = score_records(peft_model, prompting, test_records, data_dir, batch_size=params.evaluate.batch_size)
+    expert_eval_seconds = time.perf_counter() - t0
     result = ExpertStats(
         task=task,
         expert_accuracy=expert_acc,
@@ -119,6 +126,8 @@ def train_expert(
         trainable_params=sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         n_test=len(test_records),
         training=stats,
+        base_eval_seconds=round(base_eval_seconds, 3),
+        expert_eval_seconds=round(expert_eval_seconds, 3),
     )
     save_adapter(peft_model, out_dir, result.to_json(), STATS_FILE)
     return result

@@ -108,6 +108,7 @@ def test_gate_run_and_benchmark_commands_on_a_finished_run(project, capsys):
     ]
     assert all(cell for m in result["methods"].values() for row in m["cells"] for cell in row if cell is not None)
     assert out_stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "| MR-LoRA (routed) |" in out_stem.with_suffix(".md").read_text()
     page = out_stem.with_suffix(".html").read_text()
     assert page.count("data:image/png") >= len(METHODS) + 2 and "http" not in page  # self-contained
 

@@ -189,3 +189,79 @@ def test_replay_msgm_and_joint_train_on_what_they_say_and_measure_every_cell_the
     assert joint["MFN"] is not None and joint["BWT"] is None and joint["MFT"] is None
     assert unmeasured_cells(result) == []
     assert not (root / "models/experts").exists()
+
+
+class _Killed(Exception):
+    """Stands in for the process being killed between two units."""
+
+
+@pytest.mark.slow
+def test_a_benchmark_over_seeds_and_orders_resumes_where_it_was_killed(toy_root, tmp_path):
+    """Two seeds x two task orders: experts are trained per seed, every figure becomes mean +- std over the four runs,
+    costs are measured, and a run killed after its second trained unit continues from there: the units it finished are
+    read back, not trained again, and a third run trains nothing at all."""
+    from mllmcl.continual.baselines import unmeasured_cells
+    from mllmcl.continual.benchmark_report import render_markdown, write_reports
+    from mllmcl.continual.benchmark_run import BenchmarkSettings, run_benchmark
+    from mllmcl.paths import ProjectPaths
+
+    root = tmp_path / "proj"
+    shutil.copytree(toy_root / "data", root / "data")
+    shutil.copytree(toy_root / "models/base", root / "models/base")
+    paths = ProjectPaths(root)
+    params = toy.params(expert={"lr": 3e-3})
+    methods = ("zero_shot_base", "oracle_experts", "lora_ft", "joint")
+    settings = BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=methods, seeds=2, orders=2, steps=6)
+
+    trained = []
+
+    def kill_after_two(unit):
+        if not unit["reused"] and unit["method"] in ("lora_ft", "joint"):
+            trained.append(unit)
+            if len(trained) == 2:
+                raise _Killed
+
+    with pytest.raises(_Killed):
+        run_benchmark(settings, params, paths, progress=False, on_unit=kill_after_two)
+    units = []
+    result = run_benchmark(settings, params, paths, progress=False, on_unit=units.append)
+    assert len(units) == 2 * 2 * len(methods)
+    first_two = [(u["method"], u["seed"], u["order"]) for u in trained]
+    again = {(u["method"], u["seed"], tuple(u["order"])): u["reused"] for u in units}
+    assert all(again[(m, s, tuple(o))] for m, s, o in first_two)  # finished before the kill: read back
+    assert not again[("lora_ft", 1, toy.TASKS)]  # never reached before the kill: trained now
+    # joint training has no order: its second order in a seed reuses the first's run
+    assert again[("joint", 0, tuple(reversed(toy.TASKS)))]
+
+    assert [r["tasks"] for r in result["runs"]] == [list(toy.TASKS), list(reversed(toy.TASKS))] * 2
+    assert [r["seed"] for r in result["runs"]] == [0, 0, 1, 1]
+    figures = result["aggregate"]["lora_ft"]
+    assert figures["MFN"]["n"] == 4 and figures["MFN"]["std"] is not None and figures["BWT"]["n"] == 4
+    assert result["aggregate"]["joint"]["BWT"]["n"] == 0  # not defined without a sequence: left out, not zero
+    for run in result["runs"]:
+        assert unmeasured_cells(run) == []
+    experts = sorted((paths.benchmark_work / "experts").iterdir())
+    assert len(experts) == 2  # one set of experts per seed
+    seeds = {json.loads((e / "colour/train_stats.json").read_text())["config"]["seed"] for e in experts}
+    assert len(seeds) == 2
+    lora = result["methods"]["lora_ft"]
+    assert lora["adapter_bytes"] > 0 and lora["latency_ms"] > 0 and lora["train_seconds"] > 0
+    oracle = result["methods"]["oracle_experts"]
+    assert oracle["adapter_bytes"] == 2 * lora["adapter_bytes"]  # two experts of the same shape as one shared adapter
+    assert (
+        result["methods"]["zero_shot_base"]["latency_ms"] > 0
+        and result["methods"]["zero_shot_base"]["adapter_bytes"] == 0
+    )
+    assert lora["language_accuracy"] is not None and lora["linguistic_drop"] is not None
+
+    units.clear()
+    again = run_benchmark(settings, params, paths, progress=False, on_unit=units.append)
+    assert all(u["reused"] for u in units if u["method"] in ("lora_ft", "joint"))
+    assert again["aggregate"] == result["aggregate"]
+
+    written = write_reports(result, paths.benchmark_reports / "toy")
+    assert [p.suffix for p in written] == [".json", ".md", ".html", ".png"]
+    md = render_markdown(result)
+    assert "LoRA-FT (one shared adapter)" in md and " ± " in md and "4 run(s): 2 seed(s) x 2 task order(s)" in md
+    page = written[2].read_text()
+    assert page.count("data:image/png") >= len(methods) + 2 and "http" not in page

@@ -1,0 +1,408 @@
+"""`mllmcl benchmark` as a plan: a track's tasks, seeds x task orders, and for each (seed, order) every method run
+once. Each method's run on one (seed, order) is a unit whose result is kept under .cache/benchmark/units, keyed by
+everything it depends on, so a killed benchmark continues with the first unit it had not finished, and a second run
+with more seeds or orders trains only what is new. Experts are trained per seed (the DAG's own are reused where its
+settings match); routers per stage are kept by baselines.stage_router."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mllmcl.config import Params
+from mllmcl.continual import metrics
+from mllmcl.continual.benchmark_methods import (
+    DEFAULT_REPLAY_PER_TASK,
+    METHODS,
+    QUICK,
+    REPORT_KEYS,
+    SHARED_ADAPTER_METHODS,
+    TRACKS,
+)
+from mllmcl.errors import UserError
+from mllmcl.paths import ProjectPaths
+
+ISOLATED = ("zero_shot_base", "oracle_experts")  # read from the experts' stats: nothing to train or cache
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What one benchmark measures. Every method gets the budget of one expert per task (`steps`, with the experts'
+    rank and learning rate, through the one training loop); --quick shrinks the budget and the test splits, never the
+    list of methods."""
+
+    track: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...] = METHODS
+    seeds: int = 1  # training seeds 0..seeds-1, added to expert.seed and router.seed
+    orders: int = 1  # the given task order, then seeded permutations (baselines.task_orders)
+    steps: int | None = None  # per task, for experts and shared adapters alike (None: expert.steps)
+    router_steps: int | None = None  # None: router.steps
+    replay_per_task: int = DEFAULT_REPLAY_PER_TASK
+    test_limit: int | None = None  # the first N records of every test split (None: all)
+
+    @classmethod
+    def quick(cls, track: str, tasks: Sequence[str], **overrides) -> BenchmarkSettings:
+        """One seed, one order, the reduced budget of benchmark_methods.QUICK: a run of minutes, not hours."""
+        return cls(track=track, tasks=tuple(tasks), **{**QUICK, **overrides})
+
+    def check(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise UserError(f"benchmark: unknown methods {unknown} (have: {', '.join(METHODS)})")
+        for name in ("seeds", "orders", "steps", "router_steps", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"benchmark: --{name.replace('_', '-')} {value}: must be at least 1")
+        if self.replay_per_task < 0:
+            raise UserError(f"benchmark: --replay-per-task {self.replay_per_task}: must be 0 or more")
+        if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
+            raise UserError(f"benchmark: tasks {list(self.tasks)}: need at least one, each once")
+
+
+def settings_for(
+    params: Params,
+    *,
+    track: str | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: int | None = None,
+    orders: int | None = None,
+    quick: bool = False,
+    steps: int | None = None,
+    router_steps: int | None = None,
+    methods: Sequence[str] = METHODS,
+    replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
+) -> BenchmarkSettings:
+    """The benchmark a user asks for (the CLI's flags, the Prefect flow's parameters): a track's tasks or the
+    workspace's, --quick's reduced budget unless a figure is given explicitly."""
+    if track is not None and track not in TRACKS:
+        raise UserError(f"benchmark: unknown track {track!r} (have: {', '.join(TRACKS)})")
+    order = list(tasks or (TRACKS[track] if track else params.tasks))
+    name = track or next((t for t, ts in TRACKS.items() if list(ts) == order), "workspace")
+    given = {
+        k: v
+        for k, v in dict(seeds=seeds, orders=orders, steps=steps, router_steps=router_steps).items()
+        if v is not None
+    }
+    common = dict(methods=tuple(methods), replay_per_task=replay_per_task)
+    if quick:
+        return BenchmarkSettings.quick(name, order, **common, **given)
+    return BenchmarkSettings(track=name, tasks=tuple(order), **common, **given)
+
+
+@dataclass(frozen=True)
+class _SeedPaths(ProjectPaths):
+    """The project's paths with one seed's experts and the benchmark's task folder in place of the DAG's."""
+
+    experts_dir: Path = Path("models/experts")
+    tasks_folder: Path = Path("data/tasks")
+
+    @property
+    def experts(self) -> Path:
+        return self.experts_dir
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.tasks_folder
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically: a unit file is either whole or absent, so a killed run never resumes from half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def seeded_params(params: Params, seed: int, settings: BenchmarkSettings) -> Params:
+    """The run's settings for seed `seed`: seeds offset, the budget of `settings` (the same for experts and every
+    shared adapter)."""
+    expert = params.expert.model_copy(
+        update={"seed": params.expert.seed + seed, "steps": settings.steps or params.expert.steps}
+    )
+    router = params.router.model_copy(
+        update={"seed": params.router.seed + seed, "steps": settings.router_steps or params.router.steps}
+    )
+    return params.model_copy(update={"expert": expert, "router": router})
+
+
+def benchmark_tasks_dir(tasks: Sequence[str], params: Params, paths: ProjectPaths) -> Path:
+    """Where the benchmark reads its tasks: data/tasks when the DAG ingested all of them and the text-only suite;
+    otherwise .cache/benchmark/tasks, linking what data/tasks has and ingesting the rest from data/raw/<task> (an
+    ability-track benchmark on a domain-track workspace, say), without touching the DAG's outputs."""
+    from mllmcl.data.ingest import ingest_task
+
+    needed = [*tasks, params.router.base_suite]
+    if all((paths.task_data(t) / "test.jsonl").is_file() for t in needed):
+        return paths.tasks_dir
+    folder = paths.benchmark_work / "tasks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for task in needed:
+        target = folder / task
+        if (target / "test.jsonl").is_file():
+            continue
+        if (paths.task_data(task) / "test.jsonl").is_file():
+            if target.is_symlink():
+                target.unlink()
+            target.symlink_to(paths.task_data(task).resolve(), target_is_directory=True)
+        elif paths.raw(task).is_dir():
+            ingest_task(task, params.data, raw_dir=paths.raw(task), out_dir=target)
+        else:
+            raise UserError(
+                f"{paths.raw(task)}: no data for benchmark task {task!r} (add it with `mllmcl task add {task} ...`)"
+            )
+    return folder
+
+
+def _data_fingerprint(tasks: Sequence[str], tasks_dir: Path) -> str:
+    h = hashlib.sha256()
+    for task in sorted(tasks):
+        for name in ("train.jsonl", "test.jsonl", "meta.json"):
+            f = Path(tasks_dir) / task / name
+            h.update(f"{task}/{name}".encode())
+            h.update(f.read_bytes() if f.is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+def _base_fingerprint(params: Params, paths: ProjectPaths) -> str:
+    from mllmcl.continual.experts import inputs_fingerprint
+
+    if params.base.build == "none":
+        return str(params.base.name_or_path)
+    return inputs_fingerprint(paths.base / "config.json", paths.base / "base.json")
+
+
+def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_dir: Path) -> bool:
+    """Whether the DAG's expert of `task` is the one this seed would train: same training settings (seed included),
+    LoRA rank/alpha/dropout, and the same task data."""
+    from mllmcl.continual.experts import STATS_FILE, task_seed
+    from mllmcl.model.training import training_fields
+
+    folder = paths.expert(task)
+    if not (folder / STATS_FILE).is_file() or not (folder / "adapter_config.json").is_file():
+        return False
+    if (Path(tasks_dir) / task).resolve() != paths.task_data(task).resolve():
+        return False
+    stats = json.loads((folder / STATS_FILE).read_text())
+    adapter = json.loads((folder / "adapter_config.json").read_text())
+    cfg = params.expert.model_copy(update={"seed": params.expert.seed + task_seed(task)})
+    return (
+        stats.get("config") == json.loads(json.dumps(training_fields(cfg)))
+        and adapter.get("r") == cfg.lora_r
+        and adapter.get("lora_alpha") == cfg.lora_alpha
+        and float(adapter.get("lora_dropout", 0.0)) == cfg.lora_dropout
+    )
+
+
+def seed_experts(
+    tasks: Sequence[str], params: Params, paths: ProjectPaths, tasks_dir: Path, *, progress: bool = True
+) -> Path:
+    """A folder with one expert per task trained with `params` (one seed's settings): the DAG's own copied where it
+    matches, the others trained from the base with train_expert, the pipeline's own function. Kept under
+    .cache/benchmark/experts/<settings>, so a later run (or one that was killed) trains only what is missing."""
+    from mllmcl.continual.experts import STATS_FILE, train_expert
+
+    key = _digest({"expert": params.expert.model_dump(mode="json"), "base": _base_fingerprint(params, paths)})
+    folder = paths.benchmark_work / "experts" / key
+    for task in tasks:
+        target = folder / task
+        if (target / STATS_FILE).is_file():
+            continue
+        if _dag_expert_matches(task, params, paths, tasks_dir):
+            partial = folder / f".{task}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(paths.expert(task), partial)
+            partial.rename(target)
+            continue
+        train_expert(
+            task,
+            params,
+            base_dir=paths.base,
+            data_dir=Path(tasks_dir) / task,
+            out_dir=target,  # save_adapter writes it atomically
+            checkpoint_dir=paths.checkpoints(f"benchmark-expert-{key}-{task}"),
+            progress=progress,
+        )
+    return folder
+
+
+def _reorder_joint(result: dict, trained_on: list[str], order: list[str]) -> dict:
+    """Joint training has no sequence: one run per seed serves every order, its final row put in that order."""
+    index = [trained_on.index(t) for t in order]
+    n = len(order)
+    final = [result["matrix"][-1][i] for i in index]
+    cells = [result["cells"][-1][i] for i in index]
+    matrix = [[None] * n for _ in range(n - 1)] + [final]
+    return {
+        **result,
+        "matrix": matrix,
+        "cells": [[None] * n for _ in range(n - 1)] + [cells],
+        **{k: v for k, v in metrics.summary(matrix).items() if k not in ("MFT", "MAA", "BWT")},
+    }
+
+
+def _unit_identity(method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict) -> dict:
+    """Everything a unit's result depends on; a change to any of it runs the unit again."""
+    identity = {
+        "method": method,
+        "order": sorted(order) if method == "joint" else list(order),
+        "seed": seed,
+        "expert": p.expert.model_dump(mode="json"),
+        "test_limit": settings.test_limit,
+        "evaluate": p.evaluate.model_dump(mode="json"),
+        **fp,
+    }
+    if method in ("mr_lora", "ncm"):
+        identity["router"] = p.router.model_dump(mode="json")
+    if SHARED_ADAPTER_METHODS.get(method, (False, 0.0))[0]:
+        identity["replay_per_task"] = settings.replay_per_task
+    return identity
+
+
+def run_benchmark(
+    settings: BenchmarkSettings,
+    params: Params,
+    paths: ProjectPaths,
+    *,
+    progress: bool = True,
+    on_stage: Callable[[str, list[str], int, list], None] | None = None,
+    on_unit: Callable[[dict], None] | None = None,
+) -> dict:
+    """Every method of `settings` on every (seed, order), each unit reused from .cache/benchmark/units when it was
+    measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
+    first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
+    from mllmcl.continual.baselines import isolated_rows, task_orders, unmeasured_cells
+
+    settings.check()
+    t_start = time.perf_counter()
+    tasks_dir = benchmark_tasks_dir(settings.tasks, params, paths)
+    fp = {
+        "data": _data_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
+        "base": _base_fingerprint(params, paths),
+    }
+    orders = task_orders(settings.tasks, settings.orders)
+    runs = []
+    for seed in range(settings.seeds):
+        p = seeded_params(params, seed, settings)
+        experts_dir = seed_experts(settings.tasks, p, paths, tasks_dir, progress=progress)
+        seed_paths = _SeedPaths(root=paths.root, experts_dir=experts_dir, tasks_folder=tasks_dir)
+        for order in orders:
+            run: dict = {"seed": seed, "tasks": list(order), "methods": {}}
+            isolated = isolated_rows(order, experts_dir) if set(ISOLATED) & set(settings.methods) else {}
+            for method in settings.methods:
+                t0 = time.perf_counter()
+                if method in ISOLATED:
+                    result, reused = {**isolated[method], **metrics.summary(isolated[method]["matrix"])}, False
+                else:
+                    result, reused = _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage)
+                missing = unmeasured_cells({"methods": {method: result}})
+                if missing:  # a defect of this code, never of the data: refuse to report invented numbers
+                    raise RuntimeError(f"accuracy cells without an evaluation behind them: {', '.join(missing)}")
+                run["methods"][method] = result
+                if on_unit:
+                    on_unit(
+                        {
+                            "method": method,
+                            "seed": seed,
+                            "order": list(order),
+                            "reused": reused,
+                            "seconds": round(time.perf_counter() - t0, 1),
+                            "MFN": result.get("MFN"),
+                        }
+                    )
+            runs.append(run)
+    return {
+        "track": settings.track,
+        "tasks": list(settings.tasks),
+        "settings": {
+            "seeds": settings.seeds,
+            "orders": [list(o) for o in orders],
+            "steps_per_task": settings.steps or params.expert.steps,
+            "router_steps": settings.router_steps or params.router.steps,
+            "replay_per_task": settings.replay_per_task,
+            "test_limit": settings.test_limit,
+            "methods": list(settings.methods),
+        },
+        "runs": runs,
+        "methods": runs[0]["methods"],
+        "aggregate": aggregate(runs),
+        "final": final_by_task(runs),
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage) -> tuple[dict, bool]:
+    """One method on one (seed, order): read back when measured before, else measured and kept."""
+    from mllmcl.continual.baselines import compare
+
+    identity = _unit_identity(method, list(order), seed, settings, p, fp)
+    path = seed_paths.benchmark_work / "units" / f"{method}-{_digest(identity)}.json"
+    if path.is_file():
+        result = json.loads(path.read_text())["result"]
+        trained_on = json.loads(path.read_text())["tasks"]
+        return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), True
+    trained_on = sorted(order) if method == "joint" else list(order)
+    report = (lambda m, stage, row: on_stage(m, trained_on, stage, row)) if on_stage else None
+    out = compare(
+        trained_on,
+        p,
+        seed_paths,
+        methods=[method],
+        replay_per_task=settings.replay_per_task,
+        test_limit=settings.test_limit,
+        progress=progress,
+        on_stage=report,
+    )
+    result = out["methods"][method]
+    _write_json(path, {"identity": identity, "tasks": trained_on, "result": result})
+    return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), False
+
+
+def aggregate(runs: Sequence[dict]) -> dict:
+    """Mean and sample standard deviation of every reported figure (benchmark_methods.REPORT_KEYS) per method over runs
+    (seeds x task orders); a figure a run does not define (None) is left out of its mean, and `n` says how many runs
+    each figure rests on."""
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(m for run in runs for m in run["methods"]):
+        out[method] = {}
+        for key in REPORT_KEYS:
+            values = [
+                run["methods"][method][key] for run in runs if run["methods"].get(method, {}).get(key) is not None
+            ]
+            out[method][key] = {
+                "mean": round(statistics.fmean(values), 4) if values else None,
+                "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+                "n": len(values),
+            }
+    return out
+
+
+def final_by_task(runs: Sequence[dict]) -> dict:
+    """Per method and task, its accuracy after the last stage (mean, std over runs): the per-task bars."""
+    out: dict[str, dict] = {}
+    for run in runs:
+        for method, result in run["methods"].items():
+            for task, value in zip(run["tasks"], result["matrix"][-1]):
+                if value is not None:
+                    out.setdefault(method, {}).setdefault(task, []).append(value)
+    return {
+        method: {
+            task: {
+                "mean": round(statistics.fmean(v), 4),
+                "std": round(statistics.stdev(v), 4) if len(v) > 1 else None,
+                "n": len(v),
+            }
+            for task, v in tasks.items()
+        }
+        for method, tasks in out.items()
+    }
