@@ -68,7 +68,12 @@ def _runs_line(result: dict) -> str:
         f"{len(runs)} run(s): {s.get('seeds', 1)} seed(s) x {len(s.get('orders') or [0])} task order(s); "
         f"{s.get('steps_per_task', '?')} steps per task for every expert and shared adapter, router "
         f"{s.get('router_steps', '?')} steps, replay {s.get('replay_per_task', '?')} records per earlier task"
-        + (f", first {s['test_limit']} test records per task" if s.get("test_limit") else "")
+        + (
+            f", first {s['test_limit']} test records per task (the zero-shot and oracle rows: the experts' own "
+            "evaluation on the whole test split)"
+            if s.get("test_limit")
+            else ""
+        )
         + (f"; {result['seconds']:.0f} s" if result.get("seconds") is not None else "")
     )
 
