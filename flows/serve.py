@@ -1,5 +1,5 @@
 """Serve the deployments against a Prefect server: the continual stage on a cron schedule (`schedule.cron`), the drift
-monitor every `schedule.monitor_minutes`, and the drift-triggered stage that the monitor's `mllmcl.drift.detected`
+monitor every `schedule.monitor_minutes`, the benchmark on demand, and the drift-triggered stage that the monitor's `mllmcl.drift.detected`
 event starts (one run at a time, the next queued; the monitor's cooldown already keeps a burst to one event).
 
     make prefect-server            # a local server on 127.0.0.1 (SQLite under .prefect/)
@@ -16,13 +16,14 @@ TRAINING_ACTIONS = ("new_task", "refresh", "stage")  # decisions whose event sta
 
 
 def build_deployments(params, root: str):
-    """The scheduled continual stage (`schedule.cron`), the drift monitor (`schedule.monitor_minutes`) and the
-    drift-triggered stage."""
+    """The scheduled continual stage (`schedule.cron`), the drift monitor (`schedule.monitor_minutes`), the
+    drift-triggered stage and the on-demand benchmark."""
     from datetime import timedelta
 
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+    from flows.benchmark import benchmark
     from flows.continual_stage import continual_stage
     from flows.drift_monitor import drift_monitor, drift_stage
 
@@ -51,6 +52,16 @@ def build_deployments(params, root: str):
                 description="judge new traffic and incoming batches for drift (params.yaml schedule.monitor_minutes)",
             )
         )
+    out.append(
+        benchmark.to_deployment(
+            name="benchmark",
+            parameters={"root": root, "quick": True},
+            # on demand (`prefect deployment run benchmark/benchmark -p seeds=3 -p orders=3 -p quick=false`); a second
+            # run waits: two benchmarks on one machine would share its cores and the resumable units
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+            description="MR-LoRA against the continual-learning baselines (mllmcl benchmark), on demand",
+        )
+    )
     out.append(
         drift_stage.to_deployment(
             name="on-drift",

@@ -212,3 +212,40 @@ def _wait_for_paused(get_client, runner, timeout: float = 300):
             raise AssertionError("the flow run ended before pausing for approval")
         time.sleep(1)
     raise AssertionError("the flow run never paused for approval")
+
+
+def test_the_benchmark_flow_writes_its_reports_and_publishes_the_summary(harness, toy_root, tmp_path):
+    """`benchmark` as a Prefect flow: the reports land under reports/benchmark/<track>, the Markdown summary is the
+    run's artifact, and a second run with the same parameters reuses every unit the first one measured."""
+    import shutil
+
+    from prefect.client.orchestration import get_client
+
+    from flows.benchmark import benchmark
+
+    root = tmp_path / "proj"
+    for part in ("data", "models/base"):
+        shutil.copytree(toy_root / part, root / part)
+    shutil.copy(toy_root / "params.yaml", root / "params.yaml")
+    kwargs = dict(root=str(root), methods=["oracle_experts", "lora_ft"], steps=4)
+    summary = benchmark(**kwargs)
+    assert summary["track"] == "workspace" and summary["aggregate"]["lora_ft"]["MFN"]["n"] == 1
+    report = json.loads((root / "reports/benchmark/workspace.json").read_text())
+    assert report["tasks"] == ["colour", "where"] and list(report["methods"]) == ["oracle_experts", "lora_ft"]
+    with get_client(sync_client=True) as client:  # the REST filter: read_artifacts sends nulls this server refuses
+        found = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={
+                "artifacts": {"key": {"any_": ["benchmark-workspace"]}},
+                "limit": 5,
+                "offset": 0,
+                "sort": "CREATED_DESC",
+            },
+        ).json()
+    assert len(found) == 1 and "| LoRA-FT (one shared adapter) |" in found[0]["data"]
+    units = sorted((root / ".cache/benchmark/units").iterdir())
+    stamps = [u.stat().st_mtime_ns for u in units]
+    again = benchmark(**kwargs)
+    assert again["aggregate"] == summary["aggregate"]
+    assert [u.stat().st_mtime_ns for u in sorted((root / ".cache/benchmark/units").iterdir())] == stamps

@@ -90,7 +90,8 @@ def test_only_training_decisions_start_the_drift_stage_one_at_a_time(project):
 
     params = load_params(project / "params.yaml")
     deployments = {d.name: d for d in build_deployments(params, str(project))}
-    assert set(deployments) == {params.schedule.name, "drift-monitor", "on-drift"}
+    assert set(deployments) == {params.schedule.name, "drift-monitor", "on-drift", "benchmark"}
+    assert not deployments["benchmark"].schedules and deployments["benchmark"].concurrency_limit == 1
     on_drift = deployments["on-drift"]
     trigger = on_drift.triggers[0]
     assert trigger.expect == {DRIFT_EVENT}
