@@ -88,6 +88,7 @@ def _generate(task: str, spec: dict, data_cfg: DataConfig, raw_dir: Path, out: P
         "generator": name,
         "track": GENERATORS[name].track,
         "description": spec.get("description") or GENERATORS[name].description,
+        **({"shift": GENERATORS[name].shift} if GENERATORS[name].shift else {}),
         "image_size": sizes.image_size,
         "counts": {k: v for k, v in summary.items() if k != "seconds"},
     }

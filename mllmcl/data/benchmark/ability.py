@@ -24,44 +24,107 @@ ICONS = {
     "close": ("circle", "red"),
 }
 
-# train vs test rendering: what an ability-track model must generalise across. Text keeps one (scalable,
-# built-in) typeface so that it stays readable at 64 px, but the test split uses font sizes, ink and paper
-# colours never seen in training; counting uses other shapes, sizes and colours; app screens another theme
-# and button geometry. (Train in the tiny bitmap font and test in the scalable one, as a first version did,
-# and a small model reads nothing at all: every ability expert scored at chance.)
+# train vs test rendering: what an ability-track model must generalise across. Training varies every factor the
+# test shifts (several inks, papers, sizes, shapes, colours and app themes), and the test split draws values of
+# each factor that training never shows, so the shift is learnable in principle, as with MLLM-CL's ability test sets
+# from other sources. Text keeps one (scalable, built-in) typeface so that it stays readable at 64 px. (A first
+# version trained in the tiny bitmap font and tested in the scalable one: every expert scored at chance. A second
+# trained one ink, one paper and one app theme: nothing taught invariance to them, and a vision probe trained on
+# gui read its shifted test at 0.30.)
+_GUI_THEMES = {  # name -> window, title bar, button colours; top of the first button, button height, gap
+    "grey": {
+        "window": (235, 235, 240),
+        "bar": (60, 90, 160),
+        "button": (200, 205, 215),
+        "top": 11,
+        "height": 15,
+        "gap": 2,
+    },
+    "mint": {
+        "window": (225, 240, 230),
+        "bar": (40, 130, 90),
+        "button": (190, 215, 200),
+        "top": 12,
+        "height": 14,
+        "gap": 3,
+    },
+    "rose": {
+        "window": (245, 228, 232),
+        "bar": (150, 50, 80),
+        "button": (225, 200, 205),
+        "top": 10,
+        "height": 15,
+        "gap": 3,
+    },
+    "slate": {
+        "window": (225, 230, 240),
+        "bar": (50, 60, 80),
+        "button": (205, 210, 225),
+        "top": 13,
+        "height": 14,
+        "gap": 2,
+    },
+    "lemon": {
+        "window": (248, 246, 220),
+        "bar": (120, 110, 30),
+        "button": (225, 222, 180),
+        "top": 15,
+        "height": 14,
+        "gap": 2,
+    },
+    "sand": {
+        "window": (245, 238, 220),
+        "bar": (200, 120, 40),
+        "button": (225, 215, 185),
+        "top": 14,
+        "height": 14,
+        "gap": 3,
+    },
+}
 RENDER = {
     "train": {
-        "font_px": (20, 21, 23, 24),
-        "ink": {"black": (15, 15, 15), "navy": (20, 20, 120)},
-        "paper": [(250, 250, 250), (240, 240, 225)],
-        "count_shape": "circle",
-        "count_radius": (4.0, 5.0),
-        "gui": {
-            "theme": "grey",
-            "window": (235, 235, 240),
-            "bar": (60, 90, 160),
-            "button": (200, 205, 215),
-            "top": 11,
-            "height": 15,
-            "gap": 2,
+        "font_px": (19, 20, 21, 23, 24, 26),
+        "ink": {
+            "black": (15, 15, 15),
+            "navy": (20, 20, 120),
+            "maroon": (110, 20, 40),
+            "plum": (80, 20, 110),
+            "teal": (10, 80, 90),
+            "brown": (90, 55, 20),
+            "slate": (70, 70, 80),
+            "olive": (80, 80, 10),
         },
+        "paper": {
+            "white": (250, 250, 250),
+            "cream": (240, 240, 225),
+            "grey": (228, 228, 228),
+            "pink": (250, 228, 235),
+            "mint": (225, 245, 230),
+            "lavender": (235, 230, 250),
+        },
+        "count_shapes": ("circle", "triangle", "diamond"),
+        "count_colours": ("red", "blue", "green", "yellow"),
+        "count_radius": (3.5, 5.5),
+        "gui_themes": ("grey", "mint", "rose", "slate", "lemon"),
     },
     "test": {
         "font_px": (22, 25),
         "ink": {"red": (150, 20, 20), "green": (10, 90, 30)},
-        "paper": [(225, 235, 250), (250, 235, 210)],
-        "count_shape": "square",
+        "paper": {"light blue": (225, 235, 250), "peach": (250, 235, 210)},
+        "count_shapes": ("square",),
+        "count_colours": ("orange", "purple", "black"),
         "count_radius": (3.0, 6.0),
-        "gui": {
-            "theme": "sand",
-            "window": (245, 238, 220),
-            "bar": (200, 120, 40),
-            "button": (225, 215, 185),
-            "top": 14,
-            "height": 14,
-            "gap": 3,
-        },
+        "gui_themes": ("sand",),
     },
+}
+# What each task's test split shifts, in words (meta.json and the task's spec say the same).
+SHIFT = {
+    "ocr": "test ink colours (red, green), paper colours (light blue, peach) and font sizes (22, 25 px) never seen in "
+    "training, which varies 8 inks, 6 papers and 6 sizes",
+    "math": "the render shift of ocr: test inks, papers and font sizes never seen in training",
+    "count": "test objects are squares in orange, purple or black on held-out papers; training shows circles, "
+    "triangles and diamonds in red, blue, green and yellow",
+    "gui": "the test app theme (sand: colours and button geometry) is not one of the 5 training themes",
 }
 
 
@@ -75,7 +138,8 @@ def _text_image(rng, split: str, text: str, scale: float = 1.0):
     r = RENDER[split]
     size_px = int(round(pick(rng, r["font_px"]) * scale))
     ink = pick(rng, sorted(r["ink"]))
-    img = canvas(jitter(rng, pick(rng, r["paper"]), 6))
+    paper = pick(rng, sorted(r["paper"]))
+    img = canvas(jitter(rng, r["paper"][paper], 6))
     d = ImageDraw.Draw(img)
     font = _font("scalable", size_px)
     box = d.textbbox((0, 0), text, font=font, stroke_width=1)
@@ -85,7 +149,7 @@ def _text_image(rng, split: str, text: str, scale: float = 1.0):
     y = (64 - h) / 2 + float(rng.uniform(-3, 3)) - box[1]
     colour = jitter(rng, r["ink"][ink], 8)
     d.text((x, y), text, fill=colour, font=font, stroke_width=1, stroke_fill=colour)
-    return img, {"font_px": size_px, "ink": ink}
+    return img, {"font_px": size_px, "ink": ink, "paper": paper}
 
 
 def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
@@ -118,25 +182,28 @@ def count_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> I
     """Count 1-6 objects on a grid; the test split draws other shapes, sizes and colours than training."""
     r = RENDER[split]
     n = int(rng.integers(1, 7))
-    img = canvas(jitter(rng, pick(rng, r["paper"]), 6))
+    paper = pick(rng, sorted(r["paper"]))
+    img = canvas(jitter(rng, r["paper"][paper], 6))
     d = ImageDraw.Draw(img)
-    colour = pick(rng, ["red", "blue", "green"] if split == "train" else ["orange", "purple", "black"])
+    colour = pick(rng, r["count_colours"])
+    kind = pick(rng, r["count_shapes"])
     for col, row in cells(rng, n):
         shape(
             d,
-            r["count_shape"],
+            kind,
             *cell_centre(rng, col, row, 6),
             float(rng.uniform(*r["count_radius"])),
             jitter(rng, COLOURS[colour], 10),
         )
     q = template(rng, ["how many objects are there?", "count the objects.", "how many things can you see?"])
-    render = {"shape": r["count_shape"], "colour": colour}
+    render = {"shape": kind, "colour": colour, "paper": paper}
     return Item(finish(img, rng, size, 3), q, str(n), "number", [str(i) for i in range(1, 7)], qtype, render)
 
 
 def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
     """A window with three stacked buttons, each a letter and an action; the answer is the button's letter."""
-    g = RENDER[split]["gui"]
+    theme = pick(rng, RENDER[split]["gui_themes"])
+    g = _GUI_THEMES[theme]
     labels = list(rng.permutation(list(ACTIONS)))[:3]
     action = pick(rng, labels)
     img = canvas(jitter(rng, g["window"], 6))
@@ -152,12 +219,12 @@ def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
         d.text((29, y0 + 2), str(label), fill=(0, 0, 0), font=font)
     q = f"which button {ACTIONS[str(action)]}?"
     answer = "ABC"[labels.index(action)].lower()
-    return Item(finish(img, rng, size, 3), q, answer, "choice", ["a", "b", "c"], qtype, {"theme": g["theme"]})
+    return Item(finish(img, rng, size, 3), q, answer, "choice", ["a", "b", "c"], qtype, {"theme": theme})
 
 
 GENERATORS = [
-    Generator("ocr", "ability", "text in images: words and digits to read", ("word", "digit"), ocr_make),
-    Generator("math", "ability", "rendered arithmetic: sums to solve", ("plus", "minus"), math_make),
-    Generator("count", "ability", "counting objects in a picture", ("count",), count_make),
-    Generator("gui", "ability", "app screens: which button does an action", ("button",), gui_make),
+    Generator("ocr", "ability", "text in images: words and digits to read", ("word", "digit"), ocr_make, SHIFT["ocr"]),
+    Generator("math", "ability", "rendered arithmetic: sums to solve", ("plus", "minus"), math_make, SHIFT["math"]),
+    Generator("count", "ability", "counting objects in a picture", ("count",), count_make, SHIFT["count"]),
+    Generator("gui", "ability", "app screens: which button does an action", ("button",), gui_make, SHIFT["gui"]),
 ]

@@ -32,6 +32,7 @@ class Generator:
     description: str  # one line for the router's pool
     question_types: tuple[str, ...]
     make: Callable[[np.random.Generator, str, int, str], Item]  # (rng, split, image_size, question_type)
+    shift: str = ""  # how the test split differs from training, in words (the ability track's); "" = no shift
 
 
 def pick(rng: np.random.Generator, options):

@@ -39,7 +39,7 @@ def noise(img: Image.Image, rng: np.random.Generator, sigma: float = 6.0) -> Ima
 
 
 def shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, fill, outline=None, width: int = 1):
-    """Draw a circle, square or triangle of radius `r` centred on (cx, cy); any other kind is a ValueError."""
+    """Draw a circle, square, triangle or diamond of radius `r` centred on (cx, cy); any other kind is a ValueError."""
     box = [cx - r, cy - r, cx + r, cy + r]
     if kind == "circle":
         draw.ellipse(box, fill=fill, outline=outline, width=width)
@@ -47,6 +47,8 @@ def shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, 
         draw.rectangle(box, fill=fill, outline=outline, width=width)
     elif kind == "triangle":
         draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill, outline=outline)
+    elif kind == "diamond":
+        draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill, outline=outline)
     else:
         raise ValueError(kind)
 
