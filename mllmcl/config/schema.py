@@ -185,7 +185,20 @@ class AdapterConfig(TrainingConfig):
 
 
 class ExpertConfig(AdapterConfig):
-    """One LoRA expert per task, always trained from the base (parameter isolation)."""
+    """One LoRA expert per task, always trained from the base (parameter isolation). `steps` is the budget; with a
+    validation split the expert keeps the weights of its best validation check and stops early when checks stop
+    improving. A task's data/raw/<task>/spec.yaml may override these settings for its own expert (`expert:`), so one
+    task's budget changes without retraining the others."""
+
+    validation_size: NonNegativeInt = Field(
+        200,
+        description="training records held out to pick the step the expert keeps (at most 10% of the train split; "
+        "0 = none: train every step, keep the last)",
+    )
+    eval_every: PositiveInt = Field(100, description="steps between validation checks")
+    patience: NonNegativeInt = Field(
+        3, description="validation checks without improvement before training stops (0 = never stop early)"
+    )
 
 
 class RouterConfig(AdapterConfig):

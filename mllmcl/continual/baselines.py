@@ -75,12 +75,32 @@ class _SharedAdapter:
         records = rec_io.read_records(folder / "train.jsonl") if records is None else records
         return encode_records(self.prompting, records, folder, with_answers=True)
 
-    def train(self, examples: list, cfg, *, desc: str, progress: bool, label_smoothing: float = 0.0):
-        from mllmcl.model.training import train
+    def train(self, examples: list, cfg, *, desc: str, progress: bool, label_smoothing: float = 0.0, validation=()):
+        """Train on `examples`; with `validation` [(task folder, records)], with the experts' early stopping too."""
+        from mllmcl.model.training import EarlyStopping, train
 
+        validation = [(folder, records) for folder, records in validation if records]
+        early = (
+            EarlyStopping(
+                score=lambda: (
+                    sum(self._accuracy(f, r) * len(r) for f, r in validation) / sum(len(r) for _, r in validation)
+                ),
+                every=cfg.eval_every,
+                patience=cfg.patience,
+            )
+            if validation
+            else None
+        )
         pad_id = self.prompting.tokenizer.pad_token_id
         return train(
-            self.model, examples, cfg, pad_id=pad_id, progress=progress, desc=desc, label_smoothing=label_smoothing
+            self.model,
+            examples,
+            cfg,
+            pad_id=pad_id,
+            progress=progress,
+            desc=desc,
+            label_smoothing=label_smoothing,
+            early_stopping=early,
         )
 
     def accuracy(self, task: str) -> float:
@@ -103,11 +123,14 @@ class _SharedAdapter:
     def latency_ms(self) -> float | None:
         return round(1000 * self.answer_seconds / self.answered, 3) if self.answered else None
 
-    def _score(self, folder: Path, records: list[dict]) -> float:
+    def _accuracy(self, folder: Path, records: list[dict]) -> float:
         from mllmcl.model.generation import score_records
 
+        return score_records(self.model, self.prompting, records, folder, batch_size=self.batch_size)[0]
+
+    def _score(self, folder: Path, records: list[dict]) -> float:
         t0 = time.perf_counter()
-        score = score_records(self.model, self.prompting, records, folder, batch_size=self.batch_size)[0]
+        score = self._accuracy(folder, records)
         self.answer_seconds += time.perf_counter() - t0
         self.answered += len(records)
         return score
@@ -136,7 +159,7 @@ def sequential_lora(
     - mSGM: `label_smoothing` (soft targets), with or without that replay (rehearsal)."""
     import random
 
-    from mllmcl.continual.experts import task_seed
+    from mllmcl.continual.experts import expert_config, split_validation, task_seed
 
     cfg = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
     shared = _SharedAdapter(
@@ -149,14 +172,19 @@ def sequential_lora(
     memory: list = []  # encoded examples replay keeps of the tasks already learned
     for stage, task in enumerate(tasks):
         t0 = time.perf_counter()
-        records = rec_io.read_records(Path(tasks_dir) / task / "train.jsonl")
+        folder = Path(tasks_dir) / task
+        task_cfg = expert_config(cfg, folder)  # the task's own budget, as its expert gets it
+        records, validation = split_validation(
+            rec_io.read_records(folder / "train.jsonl"), task_cfg.validation_size, task
+        )
         examples = shared.examples(task, records) + memory
         trained = shared.train(
             examples,
-            cfg.model_copy(update={"seed": cfg.seed + task_seed(task)}),
+            task_cfg.model_copy(update={"seed": cfg.seed + task_seed(task)}),
             desc=f"{method} {stage + 1}/{n} {task}",
             progress=progress,
             label_smoothing=label_smoothing,
+            validation=[(folder, validation)],
         )
         if replay_per_task:
             rng = random.Random(f"{cfg.seed}-replay-{task}")
@@ -174,6 +202,8 @@ def sequential_lora(
                 "task": task,
                 "train_examples": len(examples),
                 "memory_records": len(memory),
+                "steps": trained.stopped_at,
+                "best_step": trained.best_step,
                 "train_seconds": trained.seconds,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "language_accuracy": shared.language_accuracy(),
@@ -218,9 +248,16 @@ def joint_lora(
     shared = _SharedAdapter(
         params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite, test_limit=test_limit
     )
-    examples = [example for task in tasks for example in shared.examples(task)]
+    from mllmcl.continual.experts import split_validation
+
+    examples, validation = [], []
+    for task in tasks:
+        folder = Path(tasks_dir) / task
+        records, held = split_validation(rec_io.read_records(folder / "train.jsonl"), cfg.validation_size, task)
+        examples += shared.examples(task, records)
+        validation.append((folder, held))
     t0 = time.perf_counter()
-    trained = shared.train(examples, cfg, desc="joint", progress=progress)
+    trained = shared.train(examples, cfg, desc="joint", progress=progress, validation=validation)
     n = len(tasks)
     shared.answered, shared.answer_seconds = 0, 0.0
     matrix: Matrix = [[None] * n for _ in range(n - 1)] + [[shared.accuracy(t) for t in tasks]]
@@ -230,6 +267,8 @@ def joint_lora(
             "stage": n,
             "tasks": list(tasks),
             "train_examples": len(examples),
+            "steps": trained.stopped_at,
+            "best_step": trained.best_step,
             "train_seconds": trained.seconds,
             "seconds": round(time.perf_counter() - t0, 1),
             "language_accuracy": shared.language_accuracy(),

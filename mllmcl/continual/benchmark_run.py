@@ -185,7 +185,7 @@ def _base_fingerprint(params: Params, paths: ProjectPaths) -> str:
 def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_dir: Path) -> bool:
     """Whether the DAG's expert of `task` is the one this seed would train: same training settings (seed included),
     LoRA rank/alpha/dropout, and the same task data."""
-    from mllmcl.continual.experts import STATS_FILE, task_seed
+    from mllmcl.continual.experts import STATS_FILE, expert_config, task_seed
     from mllmcl.model.training import training_fields
 
     folder = paths.expert(task)
@@ -195,7 +195,8 @@ def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_di
         return False
     stats = json.loads((folder / STATS_FILE).read_text())
     adapter = json.loads((folder / "adapter_config.json").read_text())
-    cfg = params.expert.model_copy(update={"seed": params.expert.seed + task_seed(task)})
+    cfg = expert_config(params.expert, Path(tasks_dir) / task)
+    cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
     return (
         stats.get("config") == json.loads(json.dumps(training_fields(cfg)))
         and adapter.get("r") == cfg.lora_r
@@ -212,7 +213,13 @@ def seed_experts(
     .cache/benchmark/experts/<settings>, so a later run (or one that was killed) trains only what is missing."""
     from mllmcl.continual.experts import STATS_FILE, train_expert
 
-    key = _digest({"expert": params.expert.model_dump(mode="json"), "base": _base_fingerprint(params, paths)})
+    key = _digest(
+        {
+            "expert": params.expert.model_dump(mode="json"),
+            "base": _base_fingerprint(params, paths),
+            "data": _data_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
+        }
+    )
     folder = paths.benchmark_work / "experts" / key
     for task in tasks:
         target = folder / task

@@ -163,6 +163,10 @@ def experts_report(tasks: Sequence[str], *, experts_dir: Path, router_dir: Path,
             "trainable_params": stats.trainable_params,
             "steps": stats.training.steps,
             "final_loss": stats.training.final_loss,
+            "best_step": stats.training.best_step,  # the step whose weights the expert kept (validation split)
+            "stopped_at": stats.training.stopped_at,
+            "validation_accuracy": max((v for _, v in stats.training.validation or []), default=None),
+            "overrides": stats.overrides,
         }
     accs = [v["expert_accuracy"] for v in report["tasks"].values()]
     report["mean_expert_accuracy"] = round(sum(accs) / len(accs), 4) if accs else 0.0

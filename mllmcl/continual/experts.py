@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mllmcl.config import Params
+from mllmcl.config.schema import ExpertConfig
 from mllmcl.data import records as rec_io
 from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
 from mllmcl.model.batching import encode_records
 from mllmcl.model.compute import is_main_process
 from mllmcl.model.generation import score_records
 from mllmcl.model.loading import Prompting, load_base, resolve_base
-from mllmcl.model.training import TrainStats, train
+from mllmcl.model.training import EarlyStopping, TrainStats, train
 
 STATS_FILE = "train_stats.json"
 
@@ -35,6 +36,8 @@ class ExpertStats:
     training: TrainStats
     base_eval_seconds: float | None = None  # answering the test split: the benchmark's per-request latency
     expert_eval_seconds: float | None = None
+    n_validation: int = 0  # training records held out for early stopping
+    overrides: dict | None = None  # the task's own `expert:` settings from its spec (meta.json)
 
     def to_json(self) -> dict:
         """Flat, as train_stats.json has always been (training fields at the top level)."""
@@ -63,6 +66,42 @@ def inputs_fingerprint(*files: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def task_overrides(data_dir: Path) -> dict:
+    """A task's own expert settings: its spec's `expert:`, which ingest validated and copied into meta.json."""
+    meta = Path(data_dir) / "meta.json"
+    return (json.loads(meta.read_text()).get("expert") or {}) if meta.is_file() else {}
+
+
+def expert_config(cfg: ExpertConfig, data_dir: Path) -> ExpertConfig:
+    """The expert settings of one task: params.yaml `expert`, then the task's own overrides."""
+    overrides = task_overrides(data_dir)
+    return ExpertConfig.model_validate({**cfg.model_dump(), **overrides}) if overrides else cfg
+
+
+def split_validation(records: list[dict], size: int, task: str) -> tuple[list[dict], list[dict]]:
+    """(training, validation): about `size` records (at most a tenth of the split) held out with a seed of the task,
+    whole images at a time, so no question about a validation image is trained on."""
+    import random
+    from collections import Counter
+
+    size = min(size, len(records) // 10)
+    if size <= 0:
+        return records, []
+
+    def key(r: dict) -> str:
+        return r.get("image") or r["id"]
+
+    per_image = Counter(key(r) for r in records)
+    images = sorted(per_image)
+    random.Random(f"validation-{task}").shuffle(images)
+    held: set[str] = set()
+    for image in images:
+        if sum(per_image[i] for i in held) >= size:
+            break
+        held.add(image)
+    return [r for r in records if key(r) not in held], [r for r in records if key(r) in held]
+
+
 def train_expert(
     task: str,
     params: Params,
@@ -76,8 +115,10 @@ def train_expert(
 ) -> ExpertStats | None:
     """Train task's LoRA expert from the base on `data_dir`'s train split and save it to `out_dir` (atomically).
     Returns None on the helper ranks of a data-parallel run (only rank 0 evaluates and saves)."""
-    cfg = params.expert
-    train_records = rec_io.read_records(data_dir / "train.jsonl")
+    cfg = expert_config(params.expert, data_dir)
+    train_records, validation = split_validation(
+        rec_io.read_records(data_dir / "train.jsonl"), cfg.validation_size, task
+    )
     test_records = rec_io.read_records(data_dir / "test.jsonl")
 
     model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
@@ -99,6 +140,17 @@ def train_expert(
     fingerprint = inputs_fingerprint(
         data_dir / "train.jsonl", Path(base_dir) / "config.json", Path(base_dir) / "base.json"
     )
+    early = (
+        EarlyStopping(
+            score=lambda: score_records(
+                peft_model, prompting, validation, data_dir, batch_size=params.evaluate.batch_size
+            )[0],
+            every=cfg.eval_every,
+            patience=cfg.patience,
+        )
+        if validation
+        else None
+    )
     t0 = time.perf_counter()
     stats = train(
         peft_model,
@@ -111,6 +163,7 @@ def train_expert(
         progress=progress,
         fingerprint_extra={"inputs": fingerprint, "lora": adapter_fingerprint},
         precision=params.compute.mixed_precision,
+        early_stopping=early,
     )
     train_seconds = time.perf_counter() - t0
     if not main:
@@ -128,6 +181,8 @@ def train_expert(
         training=stats,
         base_eval_seconds=round(base_eval_seconds, 3),
         expert_eval_seconds=round(expert_eval_seconds, 3),
+        n_validation=len(validation),
+        overrides=task_overrides(data_dir) or None,
     )
     save_adapter(peft_model, out_dir, result.to_json(), STATS_FILE)
     return result

@@ -42,6 +42,29 @@ def read_spec(raw_dir: Path) -> dict:
     return spec
 
 
+def expert_overrides(overrides, path: Path) -> dict:
+    """A spec's `expert:` mapping, checked against the expert settings' own rules; the first bad key is a DataError
+    that names the file and the key."""
+    from pydantic import ValidationError
+
+    from mllmcl.config.schema import ExpertConfig
+
+    if not isinstance(overrides, dict):
+        raise DataError(f"{path}: expert: must be a mapping of expert settings (e.g. {{steps: 1500}})")
+    unknown = sorted(set(overrides) - set(ExpertConfig.model_fields))
+    if unknown:
+        raise DataError(
+            f"{path}: expert.{unknown[0]}: not an expert setting (have: {', '.join(ExpertConfig.model_fields)})"
+        )
+    try:
+        ExpertConfig.model_validate({**ExpertConfig().model_dump(), **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise DataError(f"{path}: expert.{where}: {err['msg']} (got {err.get('input')!r})") from None
+    return dict(overrides)
+
+
 def ingest_task(task: str, data_cfg: DataConfig, *, raw_dir: Path, out_dir: Path, progress: bool = False) -> dict:
     """Normalise `raw_dir` (a generator spec or LLaVA files) into `out_dir`, atomically; returns meta.json."""
     raw_dir, out = Path(raw_dir), Path(out_dir)
@@ -53,6 +76,8 @@ def ingest_task(task: str, data_cfg: DataConfig, *, raw_dir: Path, out_dir: Path
             meta = _generate(task, spec, data_cfg, raw_dir, tmp, progress)
         else:
             meta = _import_llava(task, spec, raw_dir, tmp)
+        if spec.get("expert") is not None:  # the task's own expert budget, checked now rather than at training
+            meta["expert"] = expert_overrides(spec["expert"], raw_dir / SPEC_FILE)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         pack_images(tmp)  # one file for DVC to hash and move instead of one per image (mllmcl/data/images.py)
         shutil.rmtree(out, ignore_errors=True)

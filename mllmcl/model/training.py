@@ -22,6 +22,17 @@ from mllmcl.model.prefix import full_loss, plan, split_loss
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Checks on a held-out validation split while training: `score()` (higher is better) every `every` steps and at
+    the end; the weights of the best check are kept, and the run stops after `patience` checks without improvement
+    (0: train every step, still keep the best)."""
+
+    score: Callable[[], float]
+    every: int
+    patience: int = 0
+
+
 @dataclass
 class TrainStats:
     """What one training run did; stored in each model's stats JSON."""
@@ -37,6 +48,9 @@ class TrainStats:
     processes: int = 1  # data-parallel processes (compute.gpus under accelerate launch)
     precision: str = "no"  # mixed precision the run used (bf16 on a CUDA device that supports it)
     shared_prefix_tokens: int = 0  # prompt tokens every example shares, computed once per step (model/prefix.py)
+    best_step: int | None = None  # with a validation split: the step whose weights were kept (early stopping)
+    stopped_at: int | None = None  # the last step trained (< steps when early stopping ended the run)
+    validation: list[list[float]] | None = None  # [step, validation accuracy] at every check
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -134,13 +148,15 @@ def train(
     fingerprint_extra: dict | None = None,
     precision: str = "no",
     label_smoothing: float = 0.0,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainStats:
     """Train the parameters of `model` that require grad.
 
     `stop_after` ends the run early (after a checkpoint) - the way tests simulate an interruption.
     `fingerprint_extra` identifies the inputs (data, base) so a checkpoint of other inputs is never resumed.
     `precision`: compute.mixed_precision (`auto`: bf16 on CUDA devices that support it).
-    `label_smoothing`: soft targets (mSGM, the benchmark's baseline); 0 trains on the model's own loss."""
+    `label_smoothing`: soft targets (mSGM, the benchmark's baseline); 0 trains on the model's own loss.
+    `early_stopping`: validation checks, the best weights kept (a resumed run starts its checks afresh)."""
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -176,6 +192,8 @@ def train(
         dynamic_ncols=True,
         mininterval=1.0,
     )
+    watch = _Watch(early_stopping, accelerator.unwrap_model(model)) if early_stopping else None
+    done = start
     for step in range(start, cfg.steps):
         items = [examples[i] for i in batches[step][rank::ranks]]
         for group in optimizer.param_groups:
@@ -203,8 +221,19 @@ def train(
         if stop_after is not None and done >= stop_after:
             bar.close()
             raise TrainingInterrupted(done)
+        if watch and done % early_stopping.every == 0 and done < cfg.steps:
+            model.eval()
+            stop = watch.check(done)
+            model.train()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{watch.curve[-1][1]:.3f}")
+            if stop:
+                break
     bar.close()
     model.eval()
+    if watch:
+        if not watch.curve or watch.curve[-1][0] != done:
+            watch.check(done)
+        watch.restore_best()
     seconds = time.perf_counter() - t0
     accelerator.wait_for_everyone()
     if checkpoint_dir and accelerator.is_main_process:
@@ -214,7 +243,7 @@ def train(
         steps=cfg.steps,
         resumed_from_step=start,
         seconds=round(seconds, 2),
-        seconds_per_step=round(seconds / max(1, cfg.steps - start), 4),
+        seconds_per_step=round(seconds / max(1, done - start), 4),
         final_loss=round(sum(tail) / len(tail), 4),
         examples=len(examples),
         config=training_fields(cfg),
@@ -222,7 +251,42 @@ def train(
         processes=ranks,
         precision=accelerator.mixed_precision,
         shared_prefix_tokens=shared.tokens,
+        best_step=watch.best_step if watch else None,
+        stopped_at=done,
+        validation=watch.curve if watch else None,
     )
+
+
+class _Watch:
+    """Early stopping's state: the validation curve, the best score and a copy of the trainable weights at it."""
+
+    def __init__(self, rule: EarlyStopping, model):
+        self.rule, self.model = rule, model
+        self.curve: list[list[float]] = []
+        self.best_score = -math.inf
+        self.best_step: int | None = None
+        self.best_state: dict | None = None
+        self.since_best = 0
+
+    def check(self, step: int) -> bool:
+        """Score now; keep the weights when they are the best so far. Returns whether to stop."""
+        score = float(self.rule.score())
+        self.curve.append([step, round(score, 4)])
+        if score > self.best_score:
+            self.best_score, self.best_step, self.since_best = score, step, 0
+            self.best_state = {n: p.detach().clone() for n, p in _trainable(self.model)}
+        else:
+            self.since_best += 1
+        return bool(self.rule.patience) and self.since_best >= self.rule.patience
+
+    def restore_best(self) -> None:
+        import torch
+
+        if self.best_state is None:
+            return
+        with torch.no_grad():
+            for name, param in _trainable(self.model):
+                param.copy_(self.best_state[name])
 
 
 class TrainingInterrupted(RuntimeError):

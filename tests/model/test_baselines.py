@@ -153,6 +153,7 @@ def test_replay_msgm_and_joint_train_on_what_they_say_and_measure_every_cell_the
     same loop on soft targets; joint LoRA trains once on all tasks with one expert's budget per task and fills only the
     final row. Every method reports the text-only suite; no filled cell lacks an evaluation."""
     from mllmcl.continual.baselines import compare, unmeasured_cells
+    from mllmcl.continual.experts import split_validation
     from mllmcl.data.records import read_records
     from mllmcl.paths import ProjectPaths
 
@@ -176,7 +177,14 @@ def test_replay_msgm_and_joint_train_on_what_they_say_and_measure_every_cell_the
     assert list(result["methods"]) == ["msgm_replay", "joint"]
     assert seen == [("msgm_replay", 0), ("msgm_replay", 1), ("joint", 1)]
     msgm, joint = result["methods"]["msgm_replay"], result["methods"]["joint"]
-    colour, where = (len(read_records(root / f"data/tasks/{t}/train.jsonl")) for t in toy.TASKS)
+    colour, where = (  # the training records left after the experts' validation split
+        len(
+            split_validation(
+                read_records(root / f"data/tasks/{t}/train.jsonl"), toy.params().expert.validation_size, t
+            )[0]
+        )
+        for t in toy.TASKS
+    )
     first, second = msgm["per_stage"]
     assert (first["train_examples"], first["memory_records"]) == (colour, 5)
     assert (second["train_examples"], second["memory_records"]) == (where + 5, 10)

@@ -60,7 +60,7 @@ def test_task_orders_start_with_the_given_one_and_are_distinct_and_reproducible(
 
 
 def test_aggregate_gives_mean_and_sample_std_and_skips_undefined_metrics():
-    from mllmcl.continual.baselines import aggregate
+    from mllmcl.continual.benchmark_run import aggregate
 
     def run(mfn, bwt):
         return {"methods": {"lora_ft": {"MFT": 0.9, "MFN": mfn, "MAA": 0.8, "BWT": bwt}}}
@@ -72,24 +72,31 @@ def test_aggregate_gives_mean_and_sample_std_and_skips_undefined_metrics():
 
 
 def test_the_benchmark_page_shows_every_method_with_mean_and_std_and_the_linguistic_curve():
-    from mllmcl.continual.baselines import aggregate
-    from mllmcl.continual.benchmark_report import render_html
+    from mllmcl.continual.baselines import costs
+    from mllmcl.continual.benchmark_report import render_html, render_markdown
+    from mllmcl.continual.benchmark_run import aggregate, final_by_task
 
     def run(order, final):
         stages = [{"stage": 1, "language_accuracy": 0.9, "language_base_accuracy": 0.95, "train_seconds": 2.0},
                   {"stage": 2, "language_accuracy": 0.8, "language_base_accuracy": 0.95, "train_seconds": 3.0}]  # fmt: skip
         methods = {
             "lora_ft": {"matrix": [[0.9, None], [final, 0.8]], "per_stage": stages, "MFT": 0.85, "MFN": (final + 0.8) / 2,
-                        "MAA": 0.8, "BWT": final - 0.9},
+                        "MAA": 0.8, "BWT": final - 0.9,
+                        **costs(train_seconds=5.0, adapter_bytes=1_190_000, latency_ms=3.2, per_stage=stages)},
             "joint": {"matrix": [[None, None], [0.85, 0.85]], "per_stage": [], "MFT": None, "MFN": 0.85, "MAA": None,
                       "BWT": None},
         }  # fmt: skip
         return {"tasks": order, "methods": methods}
 
     runs = [run(["a", "b"], 0.3), run(["b", "a"], 0.5)]
-    page = render_html({**runs[0], "runs": runs, "aggregate": aggregate(runs)})
+    result = {**runs[0], "runs": runs, "aggregate": aggregate(runs), "final": final_by_task(runs)}
+    page = render_html(result)
     assert "LoRA-FT (one shared adapter)" in page and "joint multi-task LoRA" in page
-    assert "-0.500 &plusmn; 0.141" in page  # BWT over the two orders
-    assert "+0.150 (+15.8%)" in page  # text-only drop of the shared adapter vs the base
+    assert "-0.500 ± 0.141" in page  # BWT over the two orders
+    assert "+0.150" in page and "+15.8" in page  # text-only drop of the shared adapter vs the base, absolute and %
+    assert "1.19" in page and "3.2" in page  # adapter MB, ms per request
     assert page.count("data:image/png") == 1 + 2 + 1  # final bars, one matrix per method, the linguistic curve
     assert "http" not in page and "b → a" in page
+    md = render_markdown(result)
+    assert "| joint multi-task LoRA | - | 0.850 ± 0.000 | - | - |" in md  # no sequence: MFT, MAA, BWT missing, not 0
+    assert "| LoRA-FT (one shared adapter) | 0.550 ± 0.354 | 0.650 ± 0.212 |" in md  # final accuracy per task, by name
