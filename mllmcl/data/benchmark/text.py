@@ -49,10 +49,6 @@ OPP_T = ["what is the opposite of {a}?", "the opposite of {a} is what?", "what w
 COL_T = ["what colour is {a}?", "{a} is usually what colour?", "which colour is {a}?"]
 NEXT_T = ["what number comes after {a}?", "what is one more than {a}?", "which number follows {a}?"]
 SEQ_T = ["what comes next: {a}?", "continue the sequence: {a}?", "next number in {a}?"]
-# small-number arithmetic, written as the math task renders it: the base learns to add and subtract in text, so an
-# expert for rendered sums only has to learn to read them (the tiny base never learned arithmetic otherwise, and a
-# math expert could not fit a+-b even on its own training data)
-ARITH_T = ["what is {a}?", "{a} equals what?", "work out {a}."]
 
 
 def _facts():
@@ -66,16 +62,11 @@ def _facts():
             seq = [start + k * step for k in range(3)]
             if seq[-1] + step <= 9:
                 facts.append(("sequence", SEQ_T, " ".join(map(str, seq)), str(seq[-1] + step)))
-    for a in range(10):
-        for b in range(10):
-            facts.append(("arithmetic", ARITH_T, f"{a}+{b}", str(a + b)))
-            if a >= b:
-                facts.append(("arithmetic", ARITH_T, f"{a}-{b}", str(a - b)))
     return facts
 
 
 FACTS = _facts()
-LANGUAGE_TYPES = ("opposite", "colour_fact", "next_number", "sequence", "arithmetic")
+LANGUAGE_TYPES = ("opposite", "colour_fact", "next_number", "sequence")
 
 
 def _held_out(fact_index: int, n_templates: int) -> int:
@@ -88,7 +79,7 @@ def language_make(rng: np.random.Generator, split: str, size: int, qtype: str) -
     i, (_, templates, a, b) = pick(rng, pool)
     held = _held_out(i, len(templates))
     k = held if split == "test" else pick(rng, [j for j in range(len(templates)) if j != held])
-    answer_type = "number" if qtype in ("next_number", "sequence", "arithmetic") else "word"
+    answer_type = "number" if qtype in ("next_number", "sequence") else "word"
     return Item(None, templates[k].format(a=a), b, answer_type, None, qtype)
 
 
@@ -198,11 +189,7 @@ def general_make(rng: np.random.Generator, split: str, size: int, qtype: str) ->
 
 GENERATORS = [
     Generator(
-        "language",
-        "text",
-        "text-only questions: opposites, sequences, word facts, small sums",
-        LANGUAGE_TYPES,
-        language_make,
+        "language", "text", "text-only questions: opposites, sequences, word facts", LANGUAGE_TYPES, language_make
     ),
     Generator(
         "general",
