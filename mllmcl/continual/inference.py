@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mllmcl.continual.open_set import NoveltyProfile, compact
+from mllmcl.continual.open_set import QUESTIONS, NoveltyProfile, compact
 from mllmcl.continual.router import BASE, Router, load_pool
 from mllmcl.errors import DataError
 from mllmcl.model.adapters import attach_adapters, mixed_batches
@@ -75,6 +75,7 @@ class RoutedModel:
             min_confidence=meta["min_confidence"] if min_confidence is None else min_confidence,
             text_only_to_base=meta.get("text_only_to_base", False),
             open_set=NoveltyProfile.load(Path(router_dir)),
+            question_set=NoveltyProfile.load(Path(router_dir), QUESTIONS),
         )
 
     @classmethod

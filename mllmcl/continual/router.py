@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mllmcl.config import Params, RouterConfig
 from mllmcl.continual.embedding_cache import EmbeddingCache, base_key
-from mllmcl.continual.open_set import NoveltyProfile, compact
+from mllmcl.continual.open_set import QUESTIONS, NoveltyProfile, compact
 from mllmcl.data import records as rec_io
 from mllmcl.data.images import read_image_bytes
 from mllmcl.errors import DataError, ModelLoadError
@@ -102,11 +102,13 @@ class Router:
         text_only_to_base: bool = False,
         adapter: str = "router",
         open_set: NoveltyProfile | None = None,
+        question_set: NoveltyProfile | None = None,
     ):
         self.model, self.prompting, self.pool = model, prompting, list(pool)
         self.min_confidence, self.text_only_to_base, self.adapter = min_confidence, text_only_to_base, adapter
         self.by_letter = {e.letter: e.task for e in self.pool}
         self.open_set = open_set
+        self.question_set = question_set  # known questions keep a novel-looking image with its expert
         self.image_token = image_token_id(model)
 
     def encode(self, image, question: str) -> Encoded:
@@ -150,8 +152,9 @@ class Router:
                     probs = [torch.softmax(s.float(), dim=-1) for s in out.scores]
                     images = pooled_image_embeddings(out.hidden_states[0][0], batch["input_ids"], self.image_token)
                     novelty = self._novelty(images)
+                    asked = self._known_questions([requests[i][1] for i in idx], novelty)
                     for row, i in enumerate(idx):
-                        routes[i] = self._decide(gen[row], probs, row, legal, images[row], novelty[row])
+                        routes[i] = self._decide(gen[row], probs, row, legal, images[row], novelty[row], asked[row])
         return routes  # type: ignore[return-value]
 
     def image_embeddings(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list:
@@ -184,7 +187,32 @@ class Router:
                 scores[i] = float(d)
         return scores
 
-    def _decide(self, tokens, probs, row: int, legal: set[str], image=None, novelty: float | None = None) -> Route:
+    def _known_questions(self, questions: list[str], novelty: list[float | None]) -> list[bool]:
+        """Whether each question is like those the learned tasks are asked (question profile), looked up only for the
+        requests whose image the open set finds novel."""
+        from mllmcl.model.embeddings import question_embeddings
+
+        out = [False] * len(questions)
+        if self.question_set is None or self.open_set is None:
+            return out
+        novel = [i for i, d in enumerate(novelty) if d is not None and d > self.open_set.threshold]
+        if novel:
+            emb = question_embeddings(self.model, self.prompting.tokenizer, [questions[i] for i in novel])
+            dist, _ = self.question_set.distances(compact(emb))
+            for i, d in zip(novel, dist):
+                out[i] = bool(d <= self.question_set.threshold)
+        return out
+
+    def _decide(
+        self,
+        tokens,
+        probs,
+        row: int,
+        legal: set[str],
+        image=None,
+        novelty: float | None = None,
+        known_question: bool = False,
+    ) -> Route:
         tok = self.prompting.tokenizer
         raw = tok.decode(tokens, skip_special_tokens=True)
         emb = compact(image[None, :])[0] if image is not None else None
@@ -196,9 +224,12 @@ class Router:
                 break
         if letter is None or conf < self.min_confidence:
             return Route(BASE, letter, conf, raw, known=False, novelty=novelty, image_embedding=emb)
-        if novelty is not None and self.open_set is not None and novelty > self.open_set.threshold:
-            return Route(BASE, letter, conf, raw + " (novel image)", known=False, novelty=novelty, image_embedding=emb)
         task = self.by_letter[letter]
+        if novelty is not None and self.open_set is not None and novelty > self.open_set.threshold:
+            if known_question and task != BASE:  # a learned task in a new look: its expert answers, drift is flagged
+                note = " (novel image, known question)"
+                return Route(task, letter, conf, raw + note, known=False, novelty=novelty, image_embedding=emb)
+            return Route(BASE, letter, conf, raw + " (novel image)", known=False, novelty=novelty, image_embedding=emb)
         # the base's letter is learned from text-only questions: an image sent there is one the router does not know
         known = not (task == BASE and image is not None)
         return Route(task, letter, conf, raw, known=known, novelty=novelty, image_embedding=emb)
@@ -289,6 +320,7 @@ def train_router(
     )
     cache = EmbeddingCache(embedding_cache, base_key(base) if embedding_cache is not None else "")
     router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg, cache)
+    router.question_set, open_set_stats["questions"] = fit_question_set(router, tasks, tasks_dir, cfg)
     held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
     result.update(tasks=list(tasks), samples_per_task=cfg.samples_per_task, base_samples=cfg.base_samples)
@@ -296,6 +328,8 @@ def train_router(
     (Path(out_dir) / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
     if router.open_set is not None:
         router.open_set.save(Path(out_dir))
+    if router.question_set is not None:
+        router.question_set.save(Path(out_dir), QUESTIONS)
     return result
 
 
@@ -363,6 +397,42 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         "calibration_images": len(known),
         "embeddings_cached": cache.hits,
         "embeddings_computed": cache.misses,
+    }
+
+
+def fit_question_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
+    """The questions' profile: Gaussians of the base's question embeddings per image task, fitted on training questions
+    and calibrated, at the images' quantile, on other training questions. Returns (profile or None, stats)."""
+    import numpy as np
+
+    from mllmcl.model.embeddings import question_embeddings
+
+    n = cfg.novelty_samples_per_task
+    picked = [(t, r) for t, r in replay_set(tasks, tasks_dir, "train", 2 * n, cfg.seed + 2) if r.get("image")]
+    fit: dict[str, list[str]] = {}
+    calibration: list[str] = []
+    for task in tasks:
+        questions = [r["question"] for t, r in picked if t == task]
+        half = len(questions) // 2
+        if half >= 2:
+            fit[task], calibration = questions[:half], calibration + questions[half:]
+    if not fit:
+        return None, {"enabled": False, "reason": "no image task with questions to fit"}
+
+    def embed(questions):
+        return compact(question_embeddings(router.model, router.prompting.tokenizer, questions))
+
+    profile = NoveltyProfile.fit({t: embed(q) for t, q in fit.items()}).calibrate(
+        embed(calibration) if calibration else np.zeros((0, 1)), cfg.novelty_quantile
+    )
+    # tasks asked in a handful of fixed wordings put every known question at distance ~0: a floor keeps float noise
+    # from turning one of them novel
+    profile.threshold = max(profile.threshold, 1e-3)
+    return profile, {
+        "enabled": True,
+        "threshold": round(profile.threshold, 4) if profile.threshold != float("inf") else None,
+        "fit_questions": sum(len(q) for q in fit.values()),
+        "calibration_questions": len(calibration),
     }
 
 

@@ -212,10 +212,23 @@ def test_open_set_sends_an_unseen_kind_of_image_to_the_base(trained, toy_root):
         draw = ImageDraw.Draw(img)
         for y in range(4 + i % 3, 64, 9):
             draw.line([(3, y), (60, y)], fill=(10 * i, 20, 30), width=2)
-        novel.append(Request("what colour is the square?", img, f"novel-{i}"))
+        novel.append(Request("how many lines of text are there?", img, f"novel-{i}"))
     flagged = model.predict(novel)
     assert sum(not p.known and p.expert == "base" for p in flagged) >= 11, [(p.expert, p.novelty) for p in flagged]
     assert min(p.novelty for p in flagged) > max(p.novelty for p in known)
+    # a learned task in a new look (the ability track's shifted renders): the toy's square on tinted backgrounds it was
+    # never shown, asked the colour question. The image is novel, the question is known: its expert answers, and the
+    # request is still flagged for drift monitoring.
+    tinted = []
+    for i in range(12):
+        img = Image.new("RGB", (64, 64), (44 + 4 * i, 34 + 4 * i, 64 + 4 * i))
+        ImageDraw.Draw(img).rectangle([8 + 2 * i, 20, 27 + 2 * i, 39], fill=list(toy.COLOURS.values())[i % 3])
+        tinted.append(Request("what colour is the square?", img, f"tinted-{i}"))
+    asked = model.predict(tinted)
+    shifted = [p for p in asked if p.novelty > model.router.open_set.threshold]
+    assert len(shifted) >= 8 and all(p.expert == "colour" and not p.known for p in shifted), [
+        (p.expert, p.known, p.novelty) for p in asked
+    ]
 
 
 def test_a_router_retraining_reuses_the_bases_image_embeddings_and_refuses_stale_ones(trained, toy_root, tmp_path):
