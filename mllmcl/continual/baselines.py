@@ -20,6 +20,7 @@ from mllmcl.continual import metrics
 from mllmcl.continual.benchmark_methods import (
     DEFAULT_REPLAY_PER_TASK,
     METHODS,
+    RESULTS_VERSION,
     SHARED_ADAPTER_METHODS,
 )
 from mllmcl.continual.experts import ExpertStats
@@ -586,6 +587,8 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
     from mllmcl.continual.router import POOL_FILE, STATS_FILE, train_router
 
     identity = {
+        "version": RESULTS_VERSION,
+        "data": tasks_fingerprint([*learned, params.router.base_suite], paths.tasks_dir),
         "tasks": list(learned),
         "router": params.router.model_dump(mode="json"),
         "base": params.base.name_or_path
@@ -615,6 +618,19 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
     )
     partial.rename(folder)
     return folder, False
+
+
+def tasks_fingerprint(tasks: Sequence[str], tasks_dir: Path) -> str:
+    """The bytes of each task's records and meta.json: a router kept for other data is not reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for task in sorted(tasks):
+        for name in ("train.jsonl", "test.jsonl", "meta.json"):
+            f = Path(tasks_dir) / task / name
+            h.update(f"{task}/{name}".encode())
+            h.update(f.read_bytes() if f.is_file() else b"-")
+    return h.hexdigest()[:16]
 
 
 def _same_training(stats: dict, params: Params) -> bool:

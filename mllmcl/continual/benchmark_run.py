@@ -17,11 +17,13 @@ from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.continual import metrics
+from mllmcl.continual.baselines import tasks_fingerprint
 from mllmcl.continual.benchmark_methods import (
     DEFAULT_REPLAY_PER_TASK,
     METHODS,
     QUICK,
     REPORT_KEYS,
+    RESULTS_VERSION,
     SHARED_ADAPTER_METHODS,
     TRACKS,
 )
@@ -164,16 +166,6 @@ def benchmark_tasks_dir(tasks: Sequence[str], params: Params, paths: ProjectPath
     return folder
 
 
-def _data_fingerprint(tasks: Sequence[str], tasks_dir: Path) -> str:
-    h = hashlib.sha256()
-    for task in sorted(tasks):
-        for name in ("train.jsonl", "test.jsonl", "meta.json"):
-            f = Path(tasks_dir) / task / name
-            h.update(f"{task}/{name}".encode())
-            h.update(f.read_bytes() if f.is_file() else b"-")
-    return h.hexdigest()[:16]
-
-
 def _base_fingerprint(params: Params, paths: ProjectPaths) -> str:
     from mllmcl.continual.experts import inputs_fingerprint
 
@@ -217,7 +209,7 @@ def seed_experts(
         {
             "expert": params.expert.model_dump(mode="json"),
             "base": _base_fingerprint(params, paths),
-            "data": _data_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
+            "data": tasks_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
         }
     )
     folder = paths.benchmark_work / "experts" / key
@@ -261,6 +253,7 @@ def _reorder_joint(result: dict, trained_on: list[str], order: list[str]) -> dic
 def _unit_identity(method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict) -> dict:
     """Everything a unit's result depends on; a change to any of it runs the unit again."""
     identity = {
+        "version": RESULTS_VERSION,
         "method": method,
         "order": sorted(order) if method == "joint" else list(order),
         "seed": seed,
@@ -294,7 +287,7 @@ def run_benchmark(
     t_start = time.perf_counter()
     tasks_dir = benchmark_tasks_dir(settings.tasks, params, paths)
     fp = {
-        "data": _data_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
+        "data": tasks_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
         "base": _base_fingerprint(params, paths),
     }
     orders = task_orders(settings.tasks, settings.orders)
