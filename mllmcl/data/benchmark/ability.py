@@ -31,55 +31,18 @@ ICONS = {
 # version trained in the tiny bitmap font and tested in the scalable one: every expert scored at chance. A second
 # trained one ink, one paper and one app theme: nothing taught invariance to them, and a vision probe trained on
 # gui read its shifted test at 0.30.)
-_GUI_THEMES = {  # name -> window, title bar, button colours; top of the first button, button height, gap
-    "grey": {
-        "window": (235, 235, 240),
-        "bar": (60, 90, 160),
-        "button": (200, 205, 215),
-        "top": 11,
-        "height": 15,
-        "gap": 2,
-    },
-    "mint": {
-        "window": (225, 240, 230),
-        "bar": (40, 130, 90),
-        "button": (190, 215, 200),
-        "top": 12,
-        "height": 14,
-        "gap": 3,
-    },
-    "rose": {
-        "window": (245, 228, 232),
-        "bar": (150, 50, 80),
-        "button": (225, 200, 205),
-        "top": 10,
-        "height": 15,
-        "gap": 3,
-    },
-    "slate": {
-        "window": (225, 230, 240),
-        "bar": (50, 60, 80),
-        "button": (205, 210, 225),
-        "top": 13,
-        "height": 14,
-        "gap": 2,
-    },
-    "lemon": {
-        "window": (248, 246, 220),
-        "bar": (120, 110, 30),
-        "button": (225, 222, 180),
-        "top": 15,
-        "height": 14,
-        "gap": 2,
-    },
-    "sand": {
-        "window": (245, 238, 220),
-        "bar": (200, 120, 40),
-        "button": (225, 215, 185),
-        "top": 14,
-        "height": 14,
-        "gap": 3,
-    },
+# App themes (window, title bar, button colours). The buttons sit on the tiny base's 16 px patch rows (A at y 16-31, B
+# 32-47, C 48-63) with a large icon in the second patch column: with buttons straddling patch rows, and icons half the
+# size, an expert fit only 0.625 of the training themes and read the test theme at chance (0.33); aligned, it reads
+# the held-out theme at 0.905.
+BUTTON_ROWS, BUTTON_HEIGHT = (16, 32, 48), 15
+_GUI_THEMES = {
+    "grey": {"window": (235, 235, 240), "bar": (60, 90, 160), "button": (200, 205, 215)},
+    "mint": {"window": (225, 240, 230), "bar": (40, 130, 90), "button": (190, 215, 200)},
+    "rose": {"window": (245, 228, 232), "bar": (150, 50, 80), "button": (225, 200, 205)},
+    "slate": {"window": (225, 230, 240), "bar": (50, 60, 80), "button": (205, 210, 225)},
+    "lemon": {"window": (248, 246, 220), "bar": (120, 110, 30), "button": (225, 222, 180)},
+    "sand": {"window": (245, 238, 220), "bar": (200, 120, 40), "button": (225, 215, 185)},
 }
 RENDER = {
     "train": {
@@ -124,7 +87,7 @@ SHIFT = {
     "math": "the render shift of ocr: test inks, papers and font sizes never seen in training",
     "count": "test objects are squares in orange, purple or black on held-out papers; training shows circles, "
     "triangles and diamonds in red, blue, green and yellow",
-    "gui": "the test app theme (sand: colours and button geometry) is not one of the 5 training themes",
+    "gui": "the test app theme (sand: window, title bar and button colours) is not one of the 5 training themes",
 }
 
 
@@ -210,13 +173,12 @@ def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
     d = ImageDraw.Draw(img)
     d.rectangle([0, 0, 63, 8], fill=g["bar"])  # title bar
     font = _font("bitmap", 10)
-    for i, (letter, label) in enumerate(zip("ABC", labels)):
-        y0 = g["top"] + i * (g["height"] + g["gap"])
-        d.rectangle([3, y0, 60, y0 + g["height"]], fill=jitter(rng, g["button"], 6), outline=(0, 0, 0))
+    for y0, letter, label in zip(BUTTON_ROWS, "ABC", labels):
+        d.rectangle([3, y0, 60, y0 + BUTTON_HEIGHT], fill=jitter(rng, g["button"], 6), outline=(0, 0, 0))
         d.text((6, y0 + 2), letter, fill=(0, 0, 0), font=font)
         kind, colour = ICONS[str(label)]
-        shape(d, kind, 21, y0 + g["height"] / 2, g["height"] / 2 - 2, COLOURS[colour])
-        d.text((29, y0 + 2), str(label), fill=(0, 0, 0), font=font)
+        shape(d, kind, 24, y0 + BUTTON_HEIGHT / 2, BUTTON_HEIGHT / 2 - 1, COLOURS[colour])
+        d.text((34, y0 + 2), str(label), fill=(0, 0, 0), font=font)
     q = f"which button {ACTIONS[str(action)]}?"
     answer = "ABC"[labels.index(action)].lower()
     return Item(finish(img, rng, size, 3), q, answer, "choice", ["a", "b", "c"], qtype, {"theme": theme})
