@@ -113,6 +113,18 @@ class _SharedAdapter:
     def language_accuracy(self) -> float | None:
         return self._score(*self.language) if self.language else None
 
+    def stage_record(self, trained, examples: list, started: float) -> dict:
+        """What every shared-adapter stage reports: its training run and the text-only suite after it."""
+        return {
+            "train_examples": len(examples),
+            "steps": trained.stopped_at,
+            "best_step": trained.best_step,
+            "train_seconds": trained.seconds,
+            "seconds": round(time.perf_counter() - started, 1),
+            "language_accuracy": self.language_accuracy(),
+            "language_base_accuracy": self.language_base,
+        }
+
     def adapter_bytes(self) -> int:
         """Size of the adapter as saved (safetensors): what serving this method stores and loads."""
         import tempfile
@@ -201,14 +213,8 @@ def sequential_lora(
             {
                 "stage": stage + 1,
                 "task": task,
-                "train_examples": len(examples),
                 "memory_records": len(memory),
-                "steps": trained.stopped_at,
-                "best_step": trained.best_step,
-                "train_seconds": trained.seconds,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "language_accuracy": shared.language_accuracy(),
-                "language_base_accuracy": shared.language_base,
+                **shared.stage_record(trained, examples, t0),
             }
         )
         if on_stage:
@@ -263,19 +269,7 @@ def joint_lora(
     shared.answered, shared.answer_seconds = 0, 0.0
     matrix: Matrix = [[None] * n for _ in range(n - 1)] + [[shared.accuracy(t) for t in tasks]]
     cells = [[None] * n for _ in range(n - 1)] + [[f"joint: evaluation on {t}" for t in tasks]]
-    stages = [
-        {
-            "stage": n,
-            "tasks": list(tasks),
-            "train_examples": len(examples),
-            "steps": trained.stopped_at,
-            "best_step": trained.best_step,
-            "train_seconds": trained.seconds,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "language_accuracy": shared.language_accuracy(),
-            "language_base_accuracy": shared.language_base,
-        }
-    ]
+    stages = [{"stage": n, "tasks": list(tasks), **shared.stage_record(trained, examples, t0)}]
     return {
         "matrix": matrix,
         "cells": cells,
@@ -622,15 +616,10 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
 
 def tasks_fingerprint(tasks: Sequence[str], tasks_dir: Path) -> str:
     """The bytes of each task's records and meta.json: a router kept for other data is not reused."""
-    import hashlib
+    from mllmcl.continual.experts import inputs_fingerprint
 
-    h = hashlib.sha256()
-    for task in sorted(tasks):
-        for name in ("train.jsonl", "test.jsonl", "meta.json"):
-            f = Path(tasks_dir) / task / name
-            h.update(f"{task}/{name}".encode())
-            h.update(f.read_bytes() if f.is_file() else b"-")
-    return h.hexdigest()[:16]
+    names = ("train.jsonl", "test.jsonl", "meta.json")
+    return inputs_fingerprint(*(Path(tasks_dir) / task / name for task in sorted(tasks) for name in names))
 
 
 def _same_training(stats: dict, params: Params) -> bool:

@@ -348,8 +348,8 @@ def _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage) 
     identity = _unit_identity(method, list(order), seed, settings, p, fp)
     path = seed_paths.benchmark_work / "units" / f"{method}-{_digest(identity)}.json"
     if path.is_file():
-        result = json.loads(path.read_text())["result"]
-        trained_on = json.loads(path.read_text())["tasks"]
+        kept = json.loads(path.read_text())
+        result, trained_on = kept["result"], kept["tasks"]
         return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), True
     trained_on = sorted(order) if method == "joint" else list(order)
     report = (lambda m, stage, row: on_stage(m, trained_on, stage, row)) if on_stage else None

@@ -95,10 +95,12 @@ def split_validation(records: list[dict], size: int, task: str) -> tuple[list[di
     images = sorted(per_image)
     random.Random(f"validation-{task}").shuffle(images)
     held: set[str] = set()
+    count = 0
     for image in images:
-        if sum(per_image[i] for i in held) >= size:
+        if count >= size:
             break
         held.add(image)
+        count += per_image[image]
     return [r for r in records if key(r) not in held], [r for r in records if key(r) in held]
 
 
