@@ -98,3 +98,23 @@ def test_image_size_is_configurable(tmp_path):
     r = read_records(tmp_path / "train.jsonl")[0]
     with Image.open(tmp_path / r["image"]) as im:
         assert im.size == (32, 32)
+
+
+def test_math_writes_one_glyph_to_each_patch_column_and_answers_what_it_shows():
+    """The tiny base sees 16 px patches: a sum drawn as `a+b=` puts each glyph in its own column (ink in all four
+    columns, none in the top and bottom patch rows), and the answer is the sum or difference of its operands."""
+    import numpy as np
+
+    from mllmcl.data.benchmark.ability import MATH_OPERANDS, RENDER
+    from mllmcl.data.benchmark.draw import CELL
+
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        split, qtype = ("train", "test")[i % 2], ("plus", "minus")[(i // 2) % 2]
+        item = GENERATORS["math"].make(rng, split, 64, qtype)
+        paper = np.array(RENDER[split]["paper"][item.render["paper"]], dtype=float)
+        inked = np.abs(np.asarray(item.image, dtype=float) - paper).max(axis=2) > 60  # well above noise and jitter
+        assert not inked[:CELL].any() and not inked[3 * CELL :].any(), i
+        assert all(inked[:, c * CELL : (c + 1) * CELL].sum() > 15 for c in range(4)), i
+        assert item.answer in item.choices and 0 <= int(item.answer) <= 2 * (MATH_OPERANDS - 1)
+    assert {GENERATORS["math"].make(rng, "train", 64, "minus").answer for _ in range(60)} == {"0", "1", "2", "3", "4"}
