@@ -190,6 +190,7 @@ class ExpertConfig(AdapterConfig):
     improving. A task's data/raw/<task>/spec.yaml may override these settings for its own expert (`expert:`), so one
     task's budget changes without retraining the others."""
 
+    steps: PositiveInt = Field(1200, description="optimizer steps at most (early stopping keeps the best check)")
     validation_size: NonNegativeInt = Field(
         200,
         description="training records held out to pick the step the expert keeps (at most 10% of the train split; "
