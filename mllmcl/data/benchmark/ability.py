@@ -11,7 +11,7 @@ import numpy as np
 from PIL import ImageDraw, ImageFont
 
 from mllmcl.data.benchmark.core import Generator, Item, pick, template
-from mllmcl.data.benchmark.draw import CELL, COLOURS, canvas, cell_centre, cells, finish, jitter, shape
+from mllmcl.data.benchmark.draw import CANVAS, CELL, COLOURS, canvas, cell_centre, cells, finish, jitter, shape
 
 WORDS = ["cat", "dog", "sun", "car", "box", "map", "pen", "cup", "hat", "bus"]
 DIGITS = [str(i) for i in range(10)]
@@ -98,23 +98,44 @@ def _font(kind: str, size: int):
     return ImageFont.load_default_imagefont() if kind == "bitmap" else ImageFont.load_default(size=size)
 
 
-def _text_image(rng, split: str, text: str, scale: float = 1.0):
-    """`text` at a random place in one of the split's sizes (times `scale`) and ink colours."""
+def _page(rng, split: str, scale: float = 1.0):
+    """What every rendered text draws from `rng`, in one order: a size (times `scale`), ink and paper of the split, the
+    paper's jitter, a random (dx, dy) in [-3, 3] px and the ink's jitter. Returns (canvas, font, ink colour, (dx, dy),
+    render)."""
     r = RENDER[split]
     size_px = int(round(pick(rng, r["font_px"]) * scale))
     ink = pick(rng, sorted(r["ink"]))
     paper = pick(rng, sorted(r["paper"]))
     img = canvas(jitter(rng, r["paper"][paper], 6))
-    d = ImageDraw.Draw(img)
-    font = _font("scalable", size_px)
-    box = d.textbbox((0, 0), text, font=font, stroke_width=1)
-    w, h = box[2] - box[0], box[3] - box[1]
-    # near the centre: glyph strokes are the signal, and a tiny vision tower sees 16 px patches
-    x = (64 - w) / 2 + float(rng.uniform(-3, 3)) - box[0]
-    y = (64 - h) / 2 + float(rng.uniform(-3, 3)) - box[1]
+    offset = (float(rng.uniform(-3, 3)), float(rng.uniform(-3, 3)))
     colour = jitter(rng, r["ink"][ink], 8)
+    return img, _font("scalable", size_px), colour, offset, {"font_px": size_px, "ink": ink, "paper": paper}
+
+
+def _draw_text(img, font, colour, text: str, centre: tuple[float, float]) -> None:
+    d = ImageDraw.Draw(img)
+    box = d.textbbox((0, 0), text, font=font, stroke_width=1)
+    x = centre[0] - (box[2] - box[0]) / 2 - box[0]
+    y = centre[1] - (box[3] - box[1]) / 2 - box[1]
     d.text((x, y), text, fill=colour, font=font, stroke_width=1, stroke_fill=colour)
-    return img, {"font_px": size_px, "ink": ink, "paper": paper}
+
+
+def _text_image(rng, split: str, text: str, scale: float = 1.0):
+    """`text` near the centre (glyph strokes are the signal, and a tiny vision tower sees 16 px patches), in one of the
+    split's sizes (times `scale`), inks and papers."""
+    img, font, colour, (dx, dy), render = _page(rng, split, scale)
+    _draw_text(img, font, colour, text, (CANVAS / 2 + dx, CANVAS / 2 + dy))
+    return img, render
+
+
+def _sum_image(rng, split: str, glyphs: str):
+    """`glyphs` one to a patch column (centres x 8, 24, 40, 56), across patch rows 1-2, drawn from `rng` as
+    `_text_image` draws, so a layout change alone changes no question that follows in the stream (nor the tiny base's
+    tokenizer corpus)."""
+    img, font, colour, (dx, dy), render = _page(rng, split)
+    for col, glyph in enumerate(glyphs):
+        _draw_text(img, font, colour, glyph, ((col + 0.5) * CELL + dx / 2, 2 * CELL + dy))
+    return img, render
 
 
 def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
@@ -129,27 +150,6 @@ def ocr_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
     img, render = _text_image(rng, split, digit, scale=1.5)
     q = template(rng, ["what number is written?", "which digit is shown?", "read the number."])
     return Item(finish(img, rng, size, 3), q, digit, "number", DIGITS, qtype, render)
-
-
-def _sum_image(rng, split: str, glyphs: str):
-    """`glyphs` one to a patch column (centres x 8, 24, 40, 56), across patch rows 1-2, in one of the split's sizes,
-    inks and papers. It draws from `rng` exactly what `_text_image` draws, so a layout change alone changes no
-    question that follows in the stream (nor the tiny base's tokenizer corpus)."""
-    r = RENDER[split]
-    size_px = pick(rng, r["font_px"])
-    ink = pick(rng, sorted(r["ink"]))
-    paper = pick(rng, sorted(r["paper"]))
-    img = canvas(jitter(rng, r["paper"][paper], 6))
-    d = ImageDraw.Draw(img)
-    font = _font("scalable", size_px)
-    dx, dy = float(rng.uniform(-3, 3)) / 2, float(rng.uniform(-3, 3))
-    colour = jitter(rng, r["ink"][ink], 8)
-    for col, glyph in enumerate(glyphs):
-        box = d.textbbox((0, 0), glyph, font=font, stroke_width=1)
-        x = col * CELL + (CELL - (box[2] - box[0])) / 2 + dx - box[0]
-        y = 32 - (box[3] - box[1]) / 2 + dy - box[1]
-        d.text((x, y), glyph, fill=colour, font=font, stroke_width=1, stroke_fill=colour)
-    return img, {"font_px": size_px, "ink": ink, "paper": paper}
 
 
 # Math operands: 0-4 (25 sums, 15 differences), and the answer is worked: the sum as read, then its result ("3+4=7"),
