@@ -205,8 +205,8 @@ class ExpertConfig(AdapterConfig):
 class RouterConfig(AdapterConfig):
     """The MLLM-based router: a LoRA on the base that answers with an expert's letter."""
 
-    steps: PositiveInt = Field(400, description="optimizer steps")
-    lr: float = Field(2e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
+    steps: PositiveInt = Field(1200, description="optimizer steps")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     warmup_steps: NonNegativeInt = Field(20, description="linear warm-up steps before the cosine decay")
     checkpoint_every: NonNegativeInt = Field(100, description="steps between resumable checkpoints (0 = none)")
     modules_to_save: list[ModuleName] | Literal["auto"] = Field(
@@ -214,6 +214,12 @@ class RouterConfig(AdapterConfig):
     )
     samples_per_task: PositiveInt = Field(100, description="replay samples per learned task")
     base_samples: NonNegativeInt = Field(50, description="text-only samples labelled 'base' (open-set fallback)")
+    question_swaps: NonNegativeInt = Field(
+        1,
+        description="copies of each replay request whose wording only one task asks, shown with another task's image "
+        "and labelled with the asking task: the router learns that such a question decides, whatever the image looks "
+        "like (0 = none)",
+    )
     base_suite: str = Field("language", description="suite whose questions teach the router the base fallback")
     eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")
     min_confidence: Probability = Field(0.5, description="below this, or on an illegal letter, the base answers")

@@ -254,6 +254,30 @@ def replay_set(tasks: Sequence[str], tasks_dir: Path, split: str, per_task: int,
     return out
 
 
+def question_swaps(labelled: Sequence[tuple[str, dict]], copies: int, seed: int) -> list[tuple[str, dict]]:
+    """`copies` more of each image request whose wording only one task of `labelled` asks, each shown with an image of
+    another task and still labelled with the asking task. On the replay alone, a task's images and its questions
+    predict its letter equally well, so the router leans on both; on images in a look it never saw (another palette,
+    theme or source) the image cue moves and drags the letter with it. Where the question alone tells the task, these
+    copies teach that it decides; a question several tasks ask gets none, so the image still tells those apart."""
+    askers: dict[str, set[str]] = {}
+    images: dict[str, list[tuple[str, str]]] = {}
+    for label, rec in labelled:
+        if rec.get("image"):
+            askers.setdefault(rec["question"], set()).add(label)
+            images.setdefault(label, []).append((rec.get("_task", label), rec["image"]))
+    rng = random.Random(f"{seed}-question-swaps")
+    out = []
+    for label, rec in labelled:
+        others = sorted(t for t in images if t != label)
+        if not rec.get("image") or askers[rec["question"]] != {label} or not others:
+            continue
+        for k in range(copies):
+            folder, image = rng.choice(images[rng.choice(others)])
+            out.append((label, {**rec, "id": f"{rec.get('id')}~swap{k}", "image": image, "_task": folder}))
+    return out
+
+
 def _encode_labelled(prompting, pool, labelled, tasks_dir: Path, with_answers: bool) -> list[Encoded]:
     letter = {e.task: e.letter for e in pool}
     out = []
@@ -297,6 +321,7 @@ def train_router(
     model, processor = load_base(base, trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
+    train_set += question_swaps(train_set, cfg.question_swaps, cfg.seed)
     examples = _encode_labelled(prompting, pool, train_set, tasks_dir, with_answers=True)
     peft_model = new_adapter(model, lora_config(cfg, model, role="router"), seed=cfg.seed)  # "default": saved flat
     stats = train(
@@ -323,7 +348,13 @@ def train_router(
     router.question_set, open_set_stats["questions"] = fit_question_set(router, tasks, tasks_dir, cfg)
     held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
-    result.update(tasks=list(tasks), samples_per_task=cfg.samples_per_task, base_samples=cfg.base_samples)
+    result.update(
+        tasks=list(tasks),
+        samples_per_task=cfg.samples_per_task,
+        base_samples=cfg.base_samples,
+        question_swaps=cfg.question_swaps,
+        train_examples=len(examples),
+    )
     save_adapter(peft_model, out_dir, result, STATS_FILE)
     (Path(out_dir) / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
     if router.open_set is not None:

@@ -111,10 +111,11 @@ def test_yaml_scientific_notation_is_a_number(tmp_path):
     assert yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"
     assert parse_params(changed("expert.lr", "1e-3")).expert.lr == pytest.approx(0.001)
 
-    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("lr: 0.002", "lr: 2e-3")
-    assert "lr: 2e-3" in text
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("lr: 0.001", "lr: 1e-3")
+    assert "lr: 1e-3" in text
     (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
-    assert load_params(tmp_path / "params.yaml").router.lr == pytest.approx(0.002)
+    loaded = load_params(tmp_path / "params.yaml")
+    assert loaded.router.lr == pytest.approx(0.001) and loaded.expert.lr == pytest.approx(0.001)
 
 
 @pytest.mark.parametrize(
