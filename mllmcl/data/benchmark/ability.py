@@ -196,8 +196,14 @@ def count_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> I
     return Item(finish(img, rng, size, 3), q, str(n), "number", [str(i) for i in range(1, 7)], qtype, render)
 
 
+# GUI's answer is worked too: the icon to look for, then its button's letter ("blue square: b"). With the letter alone
+# the expert's validation sat at 0.62 and its shifted test at 0.57 on the tiny base (0.905 on an earlier one): the
+# action had to be tied to a row with nothing in between. Naming the icon first asks the expert for the words the base
+# already grounds in images (its `general` suite asks for colours and shapes), and the letter then follows the
+# icon: 0.995 on the held-out theme, the same base and budget.
 def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Item:
-    """A window with three stacked buttons, each a letter and an action; the answer is the button's letter."""
+    """A window with three stacked buttons, each a letter, an icon and an action; the answer names the action's icon
+    and then the button's letter."""
     theme = pick(rng, RENDER[split]["gui_themes"])
     g = _GUI_THEMES[theme]
     labels = list(rng.permutation(list(ACTIONS)))[:3]
@@ -213,8 +219,9 @@ def gui_make(rng: np.random.Generator, split: str, size: int, qtype: str) -> Ite
         shape(d, kind, 24, y0 + BUTTON_HEIGHT / 2, BUTTON_HEIGHT / 2 - 1, COLOURS[colour])
         d.text((34, y0 + 2), str(label), fill=(0, 0, 0), font=font)
     q = f"which button {ACTIONS[str(action)]}?"
-    answer = "ABC"[labels.index(action)].lower()
-    return Item(finish(img, rng, size, 3), q, answer, "choice", ["a", "b", "c"], qtype, {"theme": theme})
+    kind, colour = ICONS[str(action)]
+    answer = f"{colour} {kind}: {'abc'[labels.index(action)]}"  # worked: the icon to look for, then its button
+    return Item(finish(img, rng, size, 3), q, answer, "choice", None, qtype, {"theme": theme})
 
 
 GENERATORS = [
