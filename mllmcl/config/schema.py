@@ -205,7 +205,7 @@ class ExpertConfig(AdapterConfig):
 class RouterConfig(AdapterConfig):
     """The MLLM-based router: a LoRA on the base that answers with an expert's letter."""
 
-    steps: PositiveInt = Field(1200, description="optimizer steps")
+    steps: PositiveInt = Field(2000, description="optimizer steps")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     warmup_steps: NonNegativeInt = Field(20, description="linear warm-up steps before the cosine decay")
     checkpoint_every: NonNegativeInt = Field(100, description="steps between resumable checkpoints (0 = none)")
