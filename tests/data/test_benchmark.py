@@ -121,3 +121,26 @@ def test_math_writes_one_glyph_to_each_patch_column_and_answers_what_it_shows():
         a, op, b, value = re.fullmatch(r"(\d)([+-])(\d)=(\d+)", item.answer).groups()
         assert op == {"plus": "+", "minus": "-"}[qtype] and max(int(a), int(b)) < MATH_OPERANDS
         assert int(value) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
+
+
+def test_gui_answers_name_the_actions_icon_and_the_button_it_is_drawn_on(tmp_path):
+    """gui's worked answer (`blue square: b`): the icon is the one the asked action has, and it is drawn on the button
+    whose letter follows (the centre of that button's icon has the icon's colour), in both splits."""
+    import re
+
+    import numpy as np
+
+    from mllmcl.data.benchmark.ability import ACTIONS, BUTTON_HEIGHT, BUTTON_ROWS, ICONS
+    from mllmcl.data.benchmark.draw import COLOURS
+
+    generate_task("gui", tmp_path, train_size=40, test_size=20, seed=0)
+    action_of = {f"which button {text}?": action for action, text in ACTIONS.items()}
+    for split in ("train", "test"):
+        for r in read_records(tmp_path / f"{split}.jsonl"):
+            kind, colour = ICONS[action_of[r["question"]]]
+            m = re.fullmatch(r"(\w+) (\w+): ([abc])", r["answer"])
+            assert m and m.group(1, 2) == (colour, kind), r["answer"]
+            y = int(BUTTON_ROWS["abc".index(m.group(3))] + BUTTON_HEIGHT / 2)
+            with Image.open(tmp_path / r["image"]) as im:
+                centre = np.asarray(im.convert("RGB"), dtype=float)[y - 1 : y + 2, 23:26].mean(axis=(0, 1))
+            assert np.abs(centre - COLOURS[colour]).max() < 10, (r["id"], centre, colour)

@@ -23,10 +23,11 @@ def _hashes(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def trained(toy_root):
     """Experts for both toy tasks and a router, trained once for this module (long enough to learn: the toy
-    base is random, so 150 steps at 3e-3 take colour from 0.0 to ~0.7 and the router to ~1.0)."""
+    base is random, so 150 steps at 3e-3 take colour from 0.0 to ~0.7; the router, whose question swaps make it learn
+    to route by the question, needs 300 to reach ~1.0)."""
     from mllmcl.continual.router import train_router
 
-    params = toy.params(expert={"steps": 150, "lr": 3e-3}, router={"steps": 150, "lr": 3e-3})
+    params = toy.params(expert={"steps": 150, "lr": 3e-3}, router={"steps": 300, "lr": 3e-3})
     paths = ProjectPaths(toy_root)
     first = _train(paths, "colour", params)
     before = _hashes(paths.expert("colour"))
@@ -61,6 +62,9 @@ def test_an_expert_learns_its_task_and_the_router_routes(trained):
     assert colour.expert_accuracy >= colour.base_accuracy + 0.3, colour  # 4 colours: chance is 0.25
     router = trained["router"]
     assert router["accuracy"] >= 0.9 and router["base_routing_accuracy"] >= 0.9, router["confusion"]
+    # the replay's image requests twice (each question is one task's: a swapped copy each), then the text-only ones
+    assert router["question_swaps"] == 1
+    assert router["train_examples"] == 2 * len(toy.TASKS) * router["samples_per_task"] + router["base_samples"]
 
 
 def test_interrupted_expert_training_resumes_from_checkpoint(toy_root, tmp_path):
