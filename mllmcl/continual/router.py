@@ -265,15 +265,15 @@ def question_swaps(labelled: Sequence[tuple[str, dict]], copies: int, seed: int)
     for label, rec in labelled:
         if rec.get("image"):
             askers.setdefault(rec["question"], set()).add(label)
-            images.setdefault(label, []).append((rec.get("_task", label), rec["image"]))
+            images.setdefault(label, []).append((_source_task(label, rec), rec["image"]))
+    others = {label: sorted(t for t in images if t != label) for label in images}
     rng = random.Random(f"{seed}-question-swaps")
     out = []
     for label, rec in labelled:
-        others = sorted(t for t in images if t != label)
-        if not rec.get("image") or askers[rec["question"]] != {label} or not others:
+        if not rec.get("image") or askers[rec["question"]] != {label} or not others[label]:
             continue
         for k in range(copies):
-            folder, image = rng.choice(images[rng.choice(others)])
+            folder, image = rng.choice(images[rng.choice(others[label])])
             out.append((label, {**rec, "id": f"{rec.get('id')}~swap{k}", "image": image, "_task": folder}))
     return out
 
@@ -353,7 +353,6 @@ def train_router(
         samples_per_task=cfg.samples_per_task,
         base_samples=cfg.base_samples,
         question_swaps=cfg.question_swaps,
-        train_examples=len(examples),
     )
     save_adapter(peft_model, out_dir, result, STATS_FILE)
     (Path(out_dir) / POOL_FILE).write_text(json.dumps(pool_json(pool, cfg), indent=2) + "\n")
@@ -364,9 +363,15 @@ def train_router(
     return result
 
 
+def _source_task(label: str, rec: dict) -> str:
+    """The task folder a labelled record's image lies in: its label's, or the one `_task` names (a base-labelled suite
+    record, a question swap's image)."""
+    return rec.get("_task", label)
+
+
 def _folder(label: str, rec: dict, tasks_dir: Path) -> Path:
-    """Where a labelled record's images are: its task's folder, or for a base-labelled one its suite's (`_task`)."""
-    return Path(tasks_dir) / rec.get("_task", label)
+    """Where a labelled record's images are (`_source_task`)."""
+    return Path(tasks_dir) / _source_task(label, rec)
 
 
 def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:

@@ -64,7 +64,7 @@ def test_an_expert_learns_its_task_and_the_router_routes(trained):
     assert router["accuracy"] >= 0.9 and router["base_routing_accuracy"] >= 0.9, router["confusion"]
     # the replay's image requests twice (each question is one task's: a swapped copy each), then the text-only ones
     assert router["question_swaps"] == 1
-    assert router["train_examples"] == 2 * len(toy.TASKS) * router["samples_per_task"] + router["base_samples"]
+    assert router["examples"] == 2 * len(toy.TASKS) * router["samples_per_task"] + router["base_samples"]
 
 
 def test_interrupted_expert_training_resumes_from_checkpoint(toy_root, tmp_path):
