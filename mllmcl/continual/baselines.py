@@ -320,39 +320,88 @@ def _per_request_ms(seconds: Sequence[float | None], counts: Sequence[int]) -> f
     return round(1000 * sum(seconds) / sum(counts), 3)
 
 
-def isolated_rows(tasks: Sequence[str], experts_dir: Path) -> dict:
-    """Zero-shot base and oracle-routed experts, from the experts' training stats (train_expert measures both on the
-    task's test split). Neither model changes once its task is learned (the base is never trained, an expert is
-    frozen), so one evaluation gives the whole column: `cells` names it for every cell."""
-    out = {}
+def isolated_rows(
+    tasks: Sequence[str],
+    experts_dir: Path,
+    *,
+    params: Params | None = None,
+    base_dir: Path | None = None,
+    tasks_dir: Path | None = None,
+    test_limit: int | None = None,
+) -> dict:
+    """Zero-shot base and oracle-routed experts. Neither model changes once its task is learned (the base is never
+    trained, an expert is frozen), so one evaluation per task gives the whole column: `cells` names it for every cell.
+    On the whole test split that evaluation is train_expert's own (its stats); with `test_limit` both are scored again
+    on the first `test_limit` test records, the ones every routed and shared-adapter method is scored on, so that
+    MR-LoRA and its oracle bound are compared on the same requests."""
     stats = [ExpertStats.read(Path(experts_dir) / task) for task in tasks]
-    counts = [s.n_test for s in stats]
+    if test_limit is not None and any(s.n_test > test_limit for s in stats):
+        if params is None or base_dir is None or tasks_dir is None:
+            raise ValueError("isolated_rows: test_limit needs params, base_dir and tasks_dir to score again")
+        scored = _score_isolated(tasks, experts_dir, params, base_dir, tasks_dir, test_limit)
+        where = f"on the first {test_limit} test records"
+    else:
+        scored = {
+            "zero_shot_base": ([s.base_accuracy for s in stats], [s.base_eval_seconds for s in stats]),
+            "oracle_experts": ([s.expert_accuracy for s in stats], [s.expert_eval_seconds for s in stats]),
+        }
+        where = "train_stats.json, the whole test split"
+    counts = [min(s.n_test, test_limit or s.n_test) for s in stats]
     cost = {
         "zero_shot_base": costs(
             train_seconds=0.0,
             adapter_bytes=0,
-            latency_ms=_per_request_ms([s.base_eval_seconds for s in stats], counts),
+            latency_ms=_per_request_ms(scored["zero_shot_base"][1], counts),
             per_stage=[],
         ),
         "oracle_experts": costs(
             train_seconds=sum(s.train_seconds for s in stats),
             adapter_bytes=adapter_files_bytes(*(Path(experts_dir) / t for t in tasks)),
-            latency_ms=_per_request_ms([s.expert_eval_seconds for s in stats], counts),
+            latency_ms=_per_request_ms(scored["oracle_experts"][1], counts),
             per_stage=[],
         ),
     }
-    for method, key, why in (
-        ("zero_shot_base", "base_accuracy", "the base is never trained"),
-        ("oracle_experts", "expert_accuracy", "the expert is frozen once trained"),
+    out = {}
+    for method, who, why in (
+        ("zero_shot_base", "the base", "the base is never trained"),
+        ("oracle_experts", "experts/{task}", "the expert is frozen once trained"),
     ):
-        final = [getattr(s, key) for s in stats]
-        sources = [f"experts/{task}/train_stats.json {key} ({why})" for task in tasks]
+        final = scored[method][0]
+        sources = [f"{who.format(task=task)} on {task}, {where} ({why})" for task in tasks]
         n = len(final)
         out[method] = {
             "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
             "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
             **cost[method],
         }
+    return out
+
+
+def _score_isolated(
+    tasks: Sequence[str], experts_dir: Path, params: Params, base_dir: Path, tasks_dir: Path, test_limit: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """(accuracies, seconds) of the base and of each task's own expert on the first `test_limit` test records."""
+    from mllmcl.model.adapters import attach_adapters
+    from mllmcl.model.generation import score_records
+    from mllmcl.model.loading import Prompting, load_base, resolve_base
+
+    base, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
+    prompting = Prompting.for_model(base, processor)
+    model = attach_adapters(base, {task: Path(experts_dir) / task for task in tasks})
+    out: dict[str, tuple[list[float], list[float]]] = {"zero_shot_base": ([], []), "oracle_experts": ([], [])}
+    for task in tasks:
+        folder = Path(tasks_dir) / task
+        records = rec_io.read_records(folder / "test.jsonl")[:test_limit]
+        model.set_adapter(task)
+        for method, off in (("oracle_experts", False), ("zero_shot_base", True)):
+            t0 = time.perf_counter()
+            if off:
+                with model.disable_adapter():
+                    acc = score_records(model, prompting, records, folder, batch_size=params.evaluate.batch_size)[0]
+            else:
+                acc = score_records(model, prompting, records, folder, batch_size=params.evaluate.batch_size)[0]
+            out[method][0].append(acc)
+            out[method][1].append(time.perf_counter() - t0)
     return out
 
 
@@ -648,13 +697,16 @@ def compare(
 ) -> dict:
     """Accuracy matrix and CL metrics of each of `methods` for `tasks` in order. The shared-adapter methods, joint
     training and MR-LoRA's routers of earlier stages are trained now (slow); the zero-shot base and the experts are read
-    from their training stats. `on_stage(method, stage, row)` reports each row as it is measured."""
+    from their training stats (scored again on the first `test_limit` test records when that is set). `on_stage(method, stage, row)` reports each row as it is measured."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown benchmark methods {unknown} (have: {', '.join(METHODS)})")
     out: dict[str, dict] = {}
     if {"zero_shot_base", "oracle_experts"} & set(methods):
-        for name, method in isolated_rows(tasks, paths.experts).items():
+        bounds = isolated_rows(
+            tasks, paths.experts, params=params, base_dir=paths.base, tasks_dir=paths.tasks_dir, test_limit=test_limit
+        )
+        for name, method in bounds.items():
             if name in methods:
                 out[name] = {**method, **metrics.summary(method["matrix"])}
 

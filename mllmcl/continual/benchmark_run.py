@@ -250,6 +250,20 @@ def _reorder_joint(result: dict, trained_on: list[str], order: list[str]) -> dic
     }
 
 
+def _isolated_in_order(rows: dict, tasks: list[str], order: list[str]) -> dict:
+    """A zero-shot or oracle result scored in `tasks`' order, its columns put in `order` (every stage's row holds the
+    same per-task figure: those models never change)."""
+    index = [tasks.index(t) for t in order]
+    n = len(order)
+    final = [rows["matrix"][-1][i] for i in index]
+    sources = [rows["cells"][-1][i] for i in index]
+    return {
+        **rows,
+        "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
+        "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
+    }
+
+
 def _unit_identity(method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict) -> dict:
     """Everything a unit's result depends on; a change to any of it runs the unit again."""
     identity = {
@@ -296,13 +310,25 @@ def run_benchmark(
         p = seeded_params(params, seed, settings)
         experts_dir = seed_experts(settings.tasks, p, paths, tasks_dir, progress=progress)
         seed_paths = _SeedPaths(root=paths.root, experts_dir=experts_dir, tasks_folder=tasks_dir)
+        isolated = (  # scored once per seed: neither the base nor a frozen expert depends on the order
+            isolated_rows(
+                settings.tasks,
+                experts_dir,
+                params=p,
+                base_dir=paths.base,
+                tasks_dir=tasks_dir,
+                test_limit=settings.test_limit,
+            )
+            if set(ISOLATED) & set(settings.methods)
+            else {}
+        )
         for order in orders:
             run: dict = {"seed": seed, "tasks": list(order), "methods": {}}
-            isolated = isolated_rows(order, experts_dir) if set(ISOLATED) & set(settings.methods) else {}
             for method in settings.methods:
                 t0 = time.perf_counter()
                 if method in ISOLATED:
-                    result, reused = {**isolated[method], **metrics.summary(isolated[method]["matrix"])}, False
+                    rows = _isolated_in_order(isolated[method], list(settings.tasks), list(order))
+                    result, reused = {**rows, **metrics.summary(rows["matrix"])}, False
                 else:
                     result, reused = _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage)
                 missing = unmeasured_cells({"methods": {method: result}})

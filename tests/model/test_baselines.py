@@ -47,11 +47,46 @@ def test_isolated_methods_name_the_evaluation_behind_every_cell(tmp_path):
     rows = isolated_rows(["a", "b"], tmp_path / "models/experts")
     assert rows["oracle_experts"]["matrix"] == [[0.9, None], [0.9, 0.8]]
     assert rows["zero_shot_base"]["matrix"][-1] == [0.1, 0.2]
-    assert rows["oracle_experts"]["cells"][1][0].startswith("experts/a/train_stats.json expert_accuracy")
+    assert rows["oracle_experts"]["cells"][1][0].startswith("experts/a on a, train_stats.json")
     assert unmeasured_cells({"methods": rows}) == []
     # a filled cell that no evaluation produced is caught, whatever its value
     rows["oracle_experts"]["cells"][1][0] = None
     assert unmeasured_cells({"methods": rows}) == ["oracle_experts[1][0]"]
+
+
+def test_with_a_test_limit_oracle_and_zero_shot_are_scored_on_the_same_records_as_the_routed_methods(tmp_path):
+    """--quick scores routed and shared-adapter methods on the first N test records; the bounds they are judged
+    against must be scored on those records too, not read from the experts' whole-split stats."""
+    from peft import PeftModel
+
+    from mllmcl.continual.baselines import isolated_rows, unmeasured_cells
+    from mllmcl.data.records import read_records
+    from mllmcl.model.generation import score_records
+    from mllmcl.model.loading import Prompting, load_base
+    from mllmcl.paths import ProjectPaths
+
+    root = tmp_path / "proj"
+    toy.make_project(root)
+    params = toy.params(expert={"steps": 20, "lr": 3e-3, "validation_size": 0})
+    paths = ProjectPaths(root)
+    for task in toy.TASKS:
+        toy.train_one_expert(paths, task, params)
+    rows = isolated_rows(
+        list(toy.TASKS), paths.experts, params=params, base_dir=paths.base, tasks_dir=paths.tasks_dir, test_limit=5
+    )
+    assert unmeasured_cells({"methods": rows}) == []
+    for j, task in enumerate(toy.TASKS):
+        folder = paths.tasks_dir / task
+        records = read_records(folder / "test.jsonl")
+        assert len(records) > 5
+        base, processor = load_base(str(paths.base))
+        prompting = Prompting.for_model(base, processor)
+        base_alone = score_records(base, prompting, records[:5], folder)[0]
+        expert = PeftModel.from_pretrained(base, str(paths.expert(task)))
+        expert_alone = score_records(expert, prompting, records[:5], folder)[0]
+        assert rows["oracle_experts"]["matrix"][-1][j] == expert_alone
+        assert rows["zero_shot_base"]["matrix"][-1][j] == base_alone
+        assert "first 5 test records" in rows["oracle_experts"]["cells"][-1][j]
 
 
 @pytest.mark.slow
