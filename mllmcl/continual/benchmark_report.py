@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from mllmcl.continual.benchmark_claims import claims_json, verdict
 from mllmcl.continual.benchmark_methods import LABELS, METHODS, SHARED_ADAPTER_METHODS
 
 COLOURS = {
@@ -78,6 +79,22 @@ def _runs_line(result: dict) -> str:
     )
 
 
+def _claims(result: dict) -> list[tuple[str, str, str]]:
+    """(statement, mean +- std, verdict) of every claim, from the JSON or, for a report written before claims were
+    kept, from its runs."""
+    checks = result.get("claims") or claims_json(result.get("runs") or [])
+    return [
+        (
+            c["statement"],
+            "-"
+            if c["mean"] is None
+            else format(c["mean"], c.get("fmt", "+.3f")) + (f" ± {c['std']:.3f}" if c["std"] is not None else ""),
+            verdict(c),
+        )
+        for c in checks
+    ]
+
+
 def render_markdown(result: dict) -> str:
     """The summary and the per-task final accuracies as Markdown tables."""
     headers = ["method", *(h for _, h, _ in COLUMNS)]
@@ -102,6 +119,10 @@ def render_markdown(result: dict) -> str:
                 + " | ".join(format_figure(per, t, " ± ") if t in per else "-" for t in tasks)
                 + " |"
             )
+    claims = _claims(result)
+    if claims:
+        lines += ["", "Claims, judged on the mean over the runs:", "", "| claim | value | verdict |", "|---|---:|---|"]
+        lines += [f"| {statement} | {value} | {word} |" for statement, value, word in claims]
     return "\n".join(lines) + "\n"
 
 
@@ -205,6 +226,10 @@ def render_html(result: dict) -> str:
         for name, m in result["methods"].items()
     )
     language = linguistic_figure(result)
+    claims = "".join(
+        f"<tr><td>{html.escape(statement)}</td><td>{html.escape(value)}</td><td>{html.escape(word)}</td></tr>"
+        for statement, value, word in _claims(result)
+    )
     orders = "".join(f"<li>seed {r.get('seed', 0)}: {html.escape(' → '.join(r['tasks']))}</li>" for r in runs)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>mllmcl benchmark: {html.escape(str(result.get("track", "")))}</title>
@@ -223,6 +248,8 @@ figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} figcapti
 on the text-only suite after the last stage (positive = forgetting). Latency: answering the last stage's test requests
 in batches, per request. A blank cell of a matrix is a task not learned yet; every filled cell names the evaluation
 behind it in the JSON (<code>cells</code>).</p>
+<h2>Claims</h2>
+<table><tr><th>claim (judged on the mean over the runs)</th><th>value</th><th>verdict</th></tr>{claims}</table>
 <h2>Final accuracy per task</h2><img src="{figure(result)}">
 <h2>Accuracy matrices (first run)</h2>{heatmaps}
 <h2>Text-only (linguistic) accuracy after every stage (first run)</h2>

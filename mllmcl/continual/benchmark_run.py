@@ -18,6 +18,7 @@ from pathlib import Path
 from mllmcl.config import Params
 from mllmcl.continual import metrics
 from mllmcl.continual.baselines import tasks_fingerprint
+from mllmcl.continual.benchmark_claims import claims_json
 from mllmcl.continual.benchmark_methods import (
     DEFAULT_REPLAY_PER_TASK,
     METHODS,
@@ -363,6 +364,7 @@ def run_benchmark(
         "methods": runs[0]["methods"],
         "aggregate": aggregate(runs),
         "final": final_by_task(runs),
+        "claims": claims_json(runs),
         "seconds": round(time.perf_counter() - t_start, 1),
     }
 

@@ -100,3 +100,32 @@ def test_the_benchmark_page_shows_every_method_with_mean_and_std_and_the_linguis
     md = render_markdown(result)
     assert "| joint multi-task LoRA | - | 0.850 ± 0.000 | - | - |" in md  # no sequence: MFT, MAA, BWT missing, not 0
     assert "| LoRA-FT (one shared adapter) | 0.550 ± 0.354 | 0.650 ± 0.212 |" in md  # final accuracy per task, by name
+
+
+def test_claims_are_judged_on_the_mean_and_counted_run_by_run_and_missing_methods_are_not_measured():
+    from mllmcl.continual.benchmark_claims import check_claims
+    from mllmcl.continual.benchmark_report import render_markdown
+
+    def run(mr_bwt, mr_mfn, lora_drop, msgm_drop):
+        return {
+            "methods": {
+                "mr_lora": {"BWT": mr_bwt, "MFN": mr_mfn},
+                "oracle_experts": {"MFN": 0.90, "BWT": 0.0},
+                "lora_ft": {"BWT": -0.40, "MFN": 0.30, "linguistic_drop": lora_drop},
+                "msgm": {"BWT": -0.30, "MFN": 0.35, "linguistic_drop": msgm_drop},
+            }
+        }
+
+    runs = [run(-0.001, 0.89, 0.50, 0.40), run(-0.011, 0.85, 0.50, 0.55)]
+    checks = {c.key: c for c in check_claims(runs)}
+    bwt = checks["mr_lora_bwt"]
+    assert (bwt.mean, bwt.holds, bwt.runs_holding, bwt.runs) == (-0.006, False, 1, 2)  # one run held, the mean did not
+    ratio = checks["mr_lora_vs_oracle"]  # 0.89 / 0.9 and 0.85 / 0.9
+    assert ratio.mean == 0.9667 and ratio.holds is False and ratio.runs_holding == 1
+    assert checks["mr_lora_vs_lora_ft"].holds and checks["lora_ft_forgets"].holds
+    assert checks["msgm_linguistic"].mean == 0.025 and checks["msgm_linguistic"].holds  # 0.10 and -0.05
+    missing = checks["msgm_replay_linguistic"]  # mSGM + rehearsal was not run: no verdict, never a pass
+    assert missing.holds is None and missing.mean is None and missing.runs == 0
+    md = render_markdown({"tasks": ["a"], "methods": {}, "runs": runs})
+    assert "| MR-LoRA keeps what it learned: BWT >= -0.005 | -0.006 ± 0.007 | does not hold (in 1 of 2 runs) |" in md
+    assert "not measured" in md
