@@ -163,6 +163,7 @@ def sequential_lora(
     test_limit: int | None = None,
     progress: bool = True,
     on_stage: Callable[[int, list], None] | None = None,
+    budget_scale: float = 1.0,
 ) -> dict:
     """One shared adapter, trained from the base on task 1, then further on task 2, ... (same LoRA config, steps and
     learning rate as an expert; a fresh optimizer per task), scored after each stage on every task learned so far
@@ -186,7 +187,7 @@ def sequential_lora(
     for stage, task in enumerate(tasks):
         t0 = time.perf_counter()
         folder = Path(tasks_dir) / task
-        task_cfg = expert_config(cfg, folder)  # the task's own budget, as its expert gets it
+        task_cfg = expert_config(cfg, folder, budget_scale=budget_scale)  # the task's own budget, as its expert's
         records, validation = split_validation(
             rec_io.read_records(folder / "train.jsonl"), task_cfg.validation_size, task
         )
@@ -247,11 +248,17 @@ def joint_lora(
     language_suite: str | None = None,
     test_limit: int | None = None,
     progress: bool = True,
+    budget_scale: float = 1.0,
 ) -> dict:
     """Joint multi-task LoRA, the classic upper bound: one adapter trained once on every task's training data at
-    once, with the budget of one expert per task (steps x tasks), scored on every task. Only the last row of A is
-    measured (there is no sequence); the earlier rows stay empty rather than copied."""
-    cfg = params.expert.model_copy(update={"steps": (steps or params.expert.steps) * len(tasks)})
+    once, with the budget of one expert per task (the sum of the experts' steps, a task's own budget included),
+    scored on every task. Only the last row of A is measured (there is no sequence); the earlier rows stay empty
+    rather than copied."""
+    from mllmcl.continual.experts import expert_config
+
+    per_task = params.expert.model_copy(update={"steps": steps}) if steps else params.expert
+    budget = sum(expert_config(per_task, Path(tasks_dir) / t, budget_scale=budget_scale).steps for t in tasks)
+    cfg = params.expert.model_copy(update={"steps": budget})
     shared = _SharedAdapter(
         params, cfg, base_dir=base_dir, tasks_dir=tasks_dir, language_suite=language_suite, test_limit=test_limit
     )
@@ -694,10 +701,13 @@ def compare(
     test_limit: int | None = None,
     progress: bool = True,
     on_stage=None,
+    budget_scale: float = 1.0,
 ) -> dict:
     """Accuracy matrix and CL metrics of each of `methods` for `tasks` in order. The shared-adapter methods, joint
     training and MR-LoRA's routers of earlier stages are trained now (slow); the zero-shot base and the experts are read
-    from their training stats (scored again on the first `test_limit` test records when that is set). `on_stage(method, stage, row)` reports each row as it is measured."""
+    from their training stats (scored again on the first `test_limit` test records when that is set).
+    `on_stage(method, stage, row)` reports each row as it is measured; `budget_scale` scales tasks' own budgets
+    (experts.expert_config)."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown benchmark methods {unknown} (have: {', '.join(METHODS)})")
@@ -713,7 +723,14 @@ def compare(
     def report(method: str):
         return (lambda stage, row: on_stage(method, stage, row)) if on_stage else None
 
-    common = dict(base_dir=paths.base, tasks_dir=paths.tasks_dir, steps=steps, progress=progress, test_limit=test_limit)
+    common = dict(
+        base_dir=paths.base,
+        tasks_dir=paths.tasks_dir,
+        steps=steps,
+        progress=progress,
+        test_limit=test_limit,
+        budget_scale=budget_scale,
+    )
     language = params.router.base_suite
     if "mr_lora" in methods:
         out["mr_lora"] = mr_lora_stages(

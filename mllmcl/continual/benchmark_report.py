@@ -67,11 +67,18 @@ def _runs_line(result: dict) -> str:
     runs = result.get("runs") or [result]
     return (
         f"{len(runs)} run(s): {s.get('seeds', 1)} seed(s) x {len(s.get('orders') or [0])} task order(s); "
-        f"{s.get('steps_per_task', '?')} steps per task for every expert and shared adapter, router "
-        f"{s.get('router_steps', '?')} steps, replay {s.get('replay_per_task', '?')} records per earlier task"
+        f"{s.get('steps_per_task', '?')} steps per task for every expert and shared adapter"
         + (
-            f", first {s['test_limit']} test records per task (the zero-shot and oracle rows: the experts' own "
-            "evaluation on the whole test split)"
+            " (tasks with their own budget, scaled alike: "
+            + ", ".join(f"{t} {n}" for t, n in s["own_budgets"].items())
+            + ")"
+            if s.get("own_budgets")
+            else ""
+        )
+        + f", router {s.get('router_steps', '?')} steps, replay {s.get('replay_per_task', '?')} records per earlier task"
+        + (
+            f", the first {s['test_limit']} test records per task for every method (the zero-shot and oracle rows "
+            "scored again on them)"
             if s.get("test_limit")
             else ""
         )

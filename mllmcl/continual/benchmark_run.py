@@ -139,6 +139,22 @@ def seeded_params(params: Params, seed: int, settings: BenchmarkSettings) -> Par
     return params.model_copy(update={"expert": expert, "router": router})
 
 
+def budget_scale(settings: BenchmarkSettings, params: Params) -> float:
+    """The benchmark's budget against the experts' (`--quick`: 150 / 1200): what a task's own budget is scaled by."""
+    return settings.steps / params.expert.steps if settings.steps else 1.0
+
+
+def own_budgets(tasks: Sequence[str], p: Params, tasks_dir: Path, scale: float) -> dict[str, int]:
+    """The steps each task with its own budget (spec.yaml `expert:`) trains for under `scale`; {} when none has one."""
+    from mllmcl.continual.experts import expert_config, task_overrides
+
+    return {
+        t: expert_config(p.expert, Path(tasks_dir) / t, budget_scale=scale).steps
+        for t in tasks
+        if "steps" in task_overrides(Path(tasks_dir) / t)
+    }
+
+
 def benchmark_tasks_dir(tasks: Sequence[str], params: Params, paths: ProjectPaths) -> Path:
     """Where the benchmark reads its tasks: data/tasks when the DAG ingested all of them and the text-only suite;
     otherwise .cache/benchmark/tasks, linking what data/tasks has and ingesting the rest from data/raw/<task> (an
@@ -199,26 +215,34 @@ def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_di
 
 
 def seed_experts(
-    tasks: Sequence[str], params: Params, paths: ProjectPaths, tasks_dir: Path, *, progress: bool = True
+    tasks: Sequence[str],
+    params: Params,
+    paths: ProjectPaths,
+    tasks_dir: Path,
+    *,
+    progress: bool = True,
+    budget_scale: float = 1.0,
 ) -> Path:
     """A folder with one expert per task trained with `params` (one seed's settings): the DAG's own copied where it
     matches, the others trained from the base with train_expert, the pipeline's own function. Kept under
     .cache/benchmark/experts/<settings>, so a later run (or one that was killed) trains only what is missing."""
     from mllmcl.continual.experts import STATS_FILE, train_expert
 
-    key = _digest(
-        {
-            "expert": params.expert.model_dump(mode="json"),
-            "base": _base_fingerprint(params, paths),
-            "data": tasks_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
-        }
-    )
+    identity = {
+        "expert": params.expert.model_dump(mode="json"),
+        "base": _base_fingerprint(params, paths),
+        "data": tasks_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
+    }
+    budgets = own_budgets(tasks, params, tasks_dir, budget_scale)
+    if budgets:  # ...scaled with the benchmark's
+        identity["own_budgets"] = budgets
+    key = _digest(identity)
     folder = paths.benchmark_work / "experts" / key
     for task in tasks:
         target = folder / task
         if (target / STATS_FILE).is_file():
             continue
-        if _dag_expert_matches(task, params, paths, tasks_dir):
+        if budget_scale == 1.0 and _dag_expert_matches(task, params, paths, tasks_dir):
             partial = folder / f".{task}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(paths.expert(task), partial)
@@ -232,6 +256,7 @@ def seed_experts(
             out_dir=target,  # save_adapter writes it atomically
             checkpoint_dir=paths.checkpoints(f"benchmark-expert-{key}-{task}"),
             progress=progress,
+            budget_scale=budget_scale,
         )
     return folder
 
@@ -265,7 +290,9 @@ def _isolated_in_order(rows: dict, tasks: list[str], order: list[str]) -> dict:
     }
 
 
-def _unit_identity(method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict) -> dict:
+def _unit_identity(
+    method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict, budgets: dict
+) -> dict:
     """Everything a unit's result depends on; a change to any of it runs the unit again."""
     identity = {
         "version": RESULTS_VERSION,
@@ -281,6 +308,8 @@ def _unit_identity(method: str, order: list[str], seed: int, settings: Benchmark
         identity["router"] = p.router.model_dump(mode="json")
     if SHARED_ADAPTER_METHODS.get(method, (False, 0.0))[0]:
         identity["replay_per_task"] = settings.replay_per_task
+    if budgets:
+        identity["own_budgets"] = budgets
     return identity
 
 
@@ -306,10 +335,11 @@ def run_benchmark(
         "base": _base_fingerprint(params, paths),
     }
     orders = task_orders(settings.tasks, settings.orders)
+    scale = budget_scale(settings, params)
     runs = []
     for seed in range(settings.seeds):
         p = seeded_params(params, seed, settings)
-        experts_dir = seed_experts(settings.tasks, p, paths, tasks_dir, progress=progress)
+        experts_dir = seed_experts(settings.tasks, p, paths, tasks_dir, progress=progress, budget_scale=scale)
         seed_paths = _SeedPaths(root=paths.root, experts_dir=experts_dir, tasks_folder=tasks_dir)
         isolated = (  # scored once per seed: neither the base nor a frozen expert depends on the order
             isolated_rows(
@@ -331,7 +361,9 @@ def run_benchmark(
                     rows = _isolated_in_order(isolated[method], list(settings.tasks), list(order))
                     result, reused = {**rows, **metrics.summary(rows["matrix"])}, False
                 else:
-                    result, reused = _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage)
+                    result, reused = _unit(
+                        method, order, seed, settings, p, seed_paths, fp, progress, on_stage, budget_scale=scale
+                    )
                 missing = unmeasured_cells({"methods": {method: result}})
                 if missing:  # a defect of this code, never of the data: refuse to report invented numbers
                     raise RuntimeError(f"accuracy cells without an evaluation behind them: {', '.join(missing)}")
@@ -355,6 +387,7 @@ def run_benchmark(
             "seeds": settings.seeds,
             "orders": [list(o) for o in orders],
             "steps_per_task": settings.steps or params.expert.steps,
+            "own_budgets": own_budgets(settings.tasks, seeded_params(params, 0, settings), tasks_dir, scale),
             "router_steps": settings.router_steps or params.router.steps,
             "replay_per_task": settings.replay_per_task,
             "test_limit": settings.test_limit,
@@ -369,11 +402,14 @@ def run_benchmark(
     }
 
 
-def _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage) -> tuple[dict, bool]:
+def _unit(
+    method, order, seed, settings, p, seed_paths, fp, progress, on_stage, *, budget_scale: float = 1.0
+) -> tuple[dict, bool]:
     """One method on one (seed, order): read back when measured before, else measured and kept."""
     from mllmcl.continual.baselines import compare
 
-    identity = _unit_identity(method, list(order), seed, settings, p, fp)
+    budgets = own_budgets(order, p, seed_paths.tasks_dir, budget_scale)
+    identity = _unit_identity(method, list(order), seed, settings, p, fp, budgets)
     path = seed_paths.benchmark_work / "units" / f"{method}-{_digest(identity)}.json"
     if path.is_file():
         kept = json.loads(path.read_text())
@@ -390,6 +426,7 @@ def _unit(method, order, seed, settings, p, seed_paths, fp, progress, on_stage) 
         test_limit=settings.test_limit,
         progress=progress,
         on_stage=report,
+        budget_scale=budget_scale,
     )
     result = out["methods"][method]
     _write_json(path, {"identity": identity, "tasks": trained_on, "result": result})

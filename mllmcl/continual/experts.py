@@ -72,9 +72,15 @@ def task_overrides(data_dir: Path) -> dict:
     return (json.loads(meta.read_text()).get("expert") or {}) if meta.is_file() else {}
 
 
-def expert_config(cfg: ExpertConfig, data_dir: Path) -> ExpertConfig:
-    """The expert settings of one task: params.yaml `expert`, then the task's own overrides."""
-    overrides = task_overrides(data_dir)
+def expert_config(cfg: ExpertConfig, data_dir: Path, *, budget_scale: float = 1.0) -> ExpertConfig:
+    """The expert settings of one task: params.yaml `expert`, then the task's own overrides. `budget_scale` shrinks (or
+    grows) a task's own step budget and its validation interval with a benchmark's budget (`--quick`), so that a task
+    that needs 2.5x the default steps gets 2.5x the benchmark's, not its full own budget."""
+    overrides = dict(task_overrides(data_dir))
+    if budget_scale != 1.0:
+        for key in ("steps", "eval_every"):
+            if key in overrides:
+                overrides[key] = max(1, round(overrides[key] * budget_scale))
     return ExpertConfig.model_validate({**cfg.model_dump(), **overrides}) if overrides else cfg
 
 
@@ -114,10 +120,12 @@ def train_expert(
     checkpoint_dir: Path | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    budget_scale: float = 1.0,
 ) -> ExpertStats | None:
     """Train task's LoRA expert from the base on `data_dir`'s train split and save it to `out_dir` (atomically).
-    Returns None on the helper ranks of a data-parallel run (only rank 0 evaluates and saves)."""
-    cfg = expert_config(params.expert, data_dir)
+    Returns None on the helper ranks of a data-parallel run (only rank 0 evaluates and saves). `budget_scale`: see
+    expert_config (the benchmark's reduced budgets)."""
+    cfg = expert_config(params.expert, data_dir, budget_scale=budget_scale)
     train_records, validation = split_validation(
         rec_io.read_records(data_dir / "train.jsonl"), cfg.validation_size, task
     )

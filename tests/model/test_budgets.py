@@ -118,3 +118,26 @@ def test_a_bad_expert_override_in_a_spec_is_named_with_its_file_and_key(tmp_path
         ingest_task("count", DataConfig(train_size=20, test_size=4), raw_dir=raw, out_dir=tmp_path / "out")
     assert str(raw / "spec.yaml") in str(e.value) and named in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_a_benchmarks_reduced_budget_scales_a_tasks_own_budget_alike(tmp_path):
+    """--quick's 150 of 1200 steps give a task whose spec asks 2000 steps 250 of them (and its validation interval
+    with them), not its whole own budget; a task without its own budget trains the benchmark's steps."""
+    from mllmcl.continual.benchmark_run import BenchmarkSettings, budget_scale, own_budgets, seeded_params
+    from mllmcl.continual.experts import expert_config
+
+    for task, meta in {"own": {"expert": {"steps": 2000, "eval_every": 200}}, "plain": {}}.items():
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "meta.json").write_text(json.dumps(meta))
+    params = toy.params(expert={"steps": 1200, "eval_every": 100})
+    settings = BenchmarkSettings.quick("t", ["own", "plain"])
+    scale = budget_scale(settings, params)
+    assert scale == 150 / 1200
+    p = seeded_params(params, 0, settings)
+    own = expert_config(p.expert, tmp_path / "own", budget_scale=scale)
+    assert (own.steps, own.eval_every) == (250, 25)
+    assert expert_config(p.expert, tmp_path / "own").steps == 2000  # the pipeline's own run: the spec's budget
+    assert expert_config(p.expert, tmp_path / "plain", budget_scale=scale).steps == 150
+    assert own_budgets(["own", "plain"], p, tmp_path, scale) == {"own": 250}
+    full = BenchmarkSettings(track="t", tasks=("own", "plain"))
+    assert budget_scale(full, params) == 1.0 and own_budgets(["plain"], p, tmp_path, 1.0) == {}

@@ -48,7 +48,13 @@ def register(sub, common) -> None:
         help=f"1 seed, 1 order, {QUICK['steps']} steps per task, router {QUICK['router_steps']} steps, the first "
         f"{QUICK['test_limit']} test records per task: about 10 min on 2 CPU cores",
     )
-    p.add_argument("--steps", type=int, default=None, help="steps per task for experts and shared adapters alike")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per task for experts and shared adapters alike; a task with its own budget (its spec's "
+        "`expert: {steps}`) gets it scaled by the same ratio to expert.steps",
+    )
     p.add_argument("--router-steps", type=int, default=None, help="router steps (default: router.steps)")
     p.add_argument(
         "--methods",
