@@ -346,13 +346,16 @@ def isolated_rows(
         if params is None or base_dir is None or tasks_dir is None:
             raise ValueError("isolated_rows: test_limit needs params, base_dir and tasks_dir to score again")
         scored = _score_isolated(tasks, experts_dir, params, base_dir, tasks_dir, test_limit)
-        where = f"on the first {test_limit} test records"
+        where = {m: f"on the first {test_limit} test records" for m in scored}
     else:
         scored = {
             "zero_shot_base": ([s.base_accuracy for s in stats], [s.base_eval_seconds for s in stats]),
             "oracle_experts": ([s.expert_accuracy for s in stats], [s.expert_eval_seconds for s in stats]),
         }
-        where = "train_stats.json, the whole test split"
+        where = {
+            "zero_shot_base": "experts/{task}/train_stats.json base_accuracy, the whole test split",
+            "oracle_experts": "experts/{task}/train_stats.json expert_accuracy, the whole test split",
+        }
     counts = [min(s.n_test, test_limit or s.n_test) for s in stats]
     cost = {
         "zero_shot_base": costs(
@@ -374,7 +377,7 @@ def isolated_rows(
         ("oracle_experts", "experts/{task}", "the expert is frozen once trained"),
     ):
         final = scored[method][0]
-        sources = [f"{who.format(task=task)} on {task}, {where} ({why})" for task in tasks]
+        sources = [f"{who.format(task=task)} on {task}, {where[method].format(task=task)} ({why})" for task in tasks]
         n = len(final)
         out[method] = {
             "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],

@@ -31,7 +31,8 @@ from mllmcl.continual.benchmark_methods import (
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
 
-ISOLATED = ("zero_shot_base", "oracle_experts")  # read from the experts' stats: nothing to train or cache
+# Nothing to train or cache: read from the experts' stats, or (with a test limit) scored again once per seed.
+ISOLATED = ("zero_shot_base", "oracle_experts")
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,17 @@ def own_budgets(tasks: Sequence[str], p: Params, tasks_dir: Path, scale: float) 
     }
 
 
+def scaled_budgets(tasks: Sequence[str], tasks_dir: Path, scale: float, *, unscaled_too: bool = False) -> dict | None:
+    """What a scaled budget changes, for the keys of kept results: the scale and every task's own settings as they
+    apply under it; None when nothing is scaled (scale 1, where meta.json's fingerprint already covers them, or no
+    task with its own settings), so those keys stay as they were. `unscaled_too`: at scale 1 as well (joint training,
+    whose budget became the sum of the tasks' own in RESULTS_VERSION 2's lifetime)."""
+    from mllmcl.continual.experts import applied_overrides, task_overrides
+
+    own = {t: applied_overrides(Path(tasks_dir) / t, scale) for t in tasks if task_overrides(Path(tasks_dir) / t)}
+    return {"scale": round(scale, 6), "tasks": own} if own and (scale != 1.0 or unscaled_too) else None
+
+
 def benchmark_tasks_dir(tasks: Sequence[str], params: Params, paths: ProjectPaths) -> Path:
     """Where the benchmark reads its tasks: data/tasks when the DAG ingested all of them and the text-only suite;
     otherwise .cache/benchmark/tasks, linking what data/tasks has and ingesting the rest from data/raw/<task> (an
@@ -233,9 +245,9 @@ def seed_experts(
         "base": _base_fingerprint(params, paths),
         "data": tasks_fingerprint(tasks, tasks_dir),  # a task's own budget lives in its meta.json
     }
-    budgets = own_budgets(tasks, params, tasks_dir, budget_scale)
+    budgets = scaled_budgets(tasks, tasks_dir, budget_scale)
     if budgets:  # ...scaled with the benchmark's
-        identity["own_budgets"] = budgets
+        identity["scaled_budgets"] = budgets
     key = _digest(identity)
     folder = paths.benchmark_work / "experts" / key
     for task in tasks:
@@ -291,7 +303,7 @@ def _isolated_in_order(rows: dict, tasks: list[str], order: list[str]) -> dict:
 
 
 def _unit_identity(
-    method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict, budgets: dict
+    method: str, order: list[str], seed: int, settings: BenchmarkSettings, p: Params, fp: dict, budgets: dict | None
 ) -> dict:
     """Everything a unit's result depends on; a change to any of it runs the unit again."""
     identity = {
@@ -308,8 +320,8 @@ def _unit_identity(
         identity["router"] = p.router.model_dump(mode="json")
     if SHARED_ADAPTER_METHODS.get(method, (False, 0.0))[0]:
         identity["replay_per_task"] = settings.replay_per_task
-    if budgets:
-        identity["own_budgets"] = budgets
+    if budgets:  # scaled_budgets
+        identity["scaled_budgets"] = budgets
     return identity
 
 
@@ -387,7 +399,9 @@ def run_benchmark(
             "seeds": settings.seeds,
             "orders": [list(o) for o in orders],
             "steps_per_task": settings.steps or params.expert.steps,
-            "own_budgets": own_budgets(settings.tasks, seeded_params(params, 0, settings), tasks_dir, scale),
+            "own_budgets": own_budgets(settings.tasks, seeded_params(params, 0, settings), tasks_dir, scale)
+            if scale != 1.0
+            else {},
             "router_steps": settings.router_steps or params.router.steps,
             "replay_per_task": settings.replay_per_task,
             "test_limit": settings.test_limit,
@@ -408,7 +422,7 @@ def _unit(
     """One method on one (seed, order): read back when measured before, else measured and kept."""
     from mllmcl.continual.baselines import compare
 
-    budgets = own_budgets(order, p, seed_paths.tasks_dir, budget_scale)
+    budgets = scaled_budgets(order, seed_paths.tasks_dir, budget_scale, unscaled_too=method == "joint")
     identity = _unit_identity(method, list(order), seed, settings, p, fp, budgets)
     path = seed_paths.benchmark_work / "units" / f"{method}-{_digest(identity)}.json"
     if path.is_file():

@@ -72,15 +72,21 @@ def task_overrides(data_dir: Path) -> dict:
     return (json.loads(meta.read_text()).get("expert") or {}) if meta.is_file() else {}
 
 
-def expert_config(cfg: ExpertConfig, data_dir: Path, *, budget_scale: float = 1.0) -> ExpertConfig:
-    """The expert settings of one task: params.yaml `expert`, then the task's own overrides. `budget_scale` shrinks (or
-    grows) a task's own step budget and its validation interval with a benchmark's budget (`--quick`), so that a task
-    that needs 2.5x the default steps gets 2.5x the benchmark's, not its full own budget."""
+def applied_overrides(data_dir: Path, budget_scale: float = 1.0) -> dict:
+    """The task's own settings as they apply: `budget_scale` shrinks (or grows) its own step budget and validation
+    interval with a benchmark's budget (`--quick`), so that a task that needs 2.5x the default steps gets 2.5x the
+    benchmark's, not its full own budget."""
     overrides = dict(task_overrides(data_dir))
     if budget_scale != 1.0:
         for key in ("steps", "eval_every"):
             if key in overrides:
                 overrides[key] = max(1, round(overrides[key] * budget_scale))
+    return overrides
+
+
+def expert_config(cfg: ExpertConfig, data_dir: Path, *, budget_scale: float = 1.0) -> ExpertConfig:
+    """The expert settings of one task: params.yaml `expert`, then the task's own overrides (applied_overrides)."""
+    overrides = applied_overrides(data_dir, budget_scale)
     return ExpertConfig.model_validate({**cfg.model_dump(), **overrides}) if overrides else cfg
 
 
@@ -192,7 +198,7 @@ def train_expert(
         base_eval_seconds=round(base_eval_seconds, 3),
         expert_eval_seconds=round(expert_eval_seconds, 3),
         n_validation=len(validation),
-        overrides=task_overrides(data_dir) or None,
+        overrides=applied_overrides(data_dir, budget_scale) or None,  # what this run trained with
     )
     save_adapter(peft_model, out_dir, result.to_json(), STATS_FILE)
     return result

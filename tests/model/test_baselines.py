@@ -47,7 +47,8 @@ def test_isolated_methods_name_the_evaluation_behind_every_cell(tmp_path):
     rows = isolated_rows(["a", "b"], tmp_path / "models/experts")
     assert rows["oracle_experts"]["matrix"] == [[0.9, None], [0.9, 0.8]]
     assert rows["zero_shot_base"]["matrix"][-1] == [0.1, 0.2]
-    assert rows["oracle_experts"]["cells"][1][0].startswith("experts/a on a, train_stats.json")
+    assert "experts/a/train_stats.json expert_accuracy" in rows["oracle_experts"]["cells"][1][0]
+    assert "experts/b/train_stats.json base_accuracy" in rows["zero_shot_base"]["cells"][1][1]
     assert unmeasured_cells({"methods": rows}) == []
     # a filled cell that no evaluation produced is caught, whatever its value
     rows["oracle_experts"]["cells"][1][0] = None
@@ -87,6 +88,19 @@ def test_with_a_test_limit_oracle_and_zero_shot_are_scored_on_the_same_records_a
         assert rows["oracle_experts"]["matrix"][-1][j] == expert_alone
         assert rows["zero_shot_base"]["matrix"][-1][j] == base_alone
         assert "first 5 test records" in rows["oracle_experts"]["cells"][-1][j]
+
+
+def test_the_bounds_scored_once_per_seed_follow_each_task_order():
+    from mllmcl.continual.benchmark_run import _isolated_in_order
+
+    rows = {
+        "matrix": [[0.9, None, None], [0.9, 0.5, None], [0.9, 0.5, 0.7]],
+        "cells": [["a", None, None], ["a", "b", None], ["a", "b", "c"]],
+        "latency_ms": 2.0,
+    }
+    again = _isolated_in_order(rows, ["a", "b", "c"], ["c", "a", "b"])
+    assert again["matrix"] == [[0.7, None, None], [0.7, 0.9, None], [0.7, 0.9, 0.5]]
+    assert again["cells"][-1] == ["c", "a", "b"] and again["latency_ms"] == 2.0
 
 
 @pytest.mark.slow

@@ -123,7 +123,13 @@ def test_a_bad_expert_override_in_a_spec_is_named_with_its_file_and_key(tmp_path
 def test_a_benchmarks_reduced_budget_scales_a_tasks_own_budget_alike(tmp_path):
     """--quick's 150 of 1200 steps give a task whose spec asks 2000 steps 250 of them (and its validation interval
     with them), not its whole own budget; a task without its own budget trains the benchmark's steps."""
-    from mllmcl.continual.benchmark_run import BenchmarkSettings, budget_scale, own_budgets, seeded_params
+    from mllmcl.continual.benchmark_run import (
+        BenchmarkSettings,
+        budget_scale,
+        own_budgets,
+        scaled_budgets,
+        seeded_params,
+    )
     from mllmcl.continual.experts import expert_config
 
     for task, meta in {"own": {"expert": {"steps": 2000, "eval_every": 200}}, "plain": {}}.items():
@@ -139,5 +145,15 @@ def test_a_benchmarks_reduced_budget_scales_a_tasks_own_budget_alike(tmp_path):
     assert expert_config(p.expert, tmp_path / "own").steps == 2000  # the pipeline's own run: the spec's budget
     assert expert_config(p.expert, tmp_path / "plain", budget_scale=scale).steps == 150
     assert own_budgets(["own", "plain"], p, tmp_path, scale) == {"own": 250}
+    assert own_budgets(["own", "plain"], p, tmp_path, 1.0) == {"own": 2000}
     full = BenchmarkSettings(track="t", tasks=("own", "plain"))
-    assert budget_scale(full, params) == 1.0 and own_budgets(["plain"], p, tmp_path, 1.0) == {}
+    assert budget_scale(full, params) == 1.0
+    # kept results key on what scaling changes, and only then: at scale 1 (and without own budgets) keys stay as they
+    # were; a quick run keys on the scale and the settings each task applies
+    assert scaled_budgets(["own", "plain"], tmp_path, 1.0) is None
+    assert scaled_budgets(["plain"], tmp_path, scale) is None
+    assert scaled_budgets(["own", "plain"], tmp_path, scale) == {
+        "scale": 0.125,
+        "tasks": {"own": {"steps": 250, "eval_every": 25}},
+    }
+    assert scaled_budgets(["own"], tmp_path, 1.0, unscaled_too=True)["tasks"]["own"]["steps"] == 2000  # joint
