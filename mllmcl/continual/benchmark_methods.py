@@ -34,7 +34,8 @@ REPORT_KEYS = (*SUMMARY_KEYS, *COST_KEYS)  # every figure aggregated as mean +- 
 # The embedded benchmark's two tracks (MLLM-CL's), in the paper's task order.
 TRACKS = {"domain": ("rs", "med", "ad", "sci", "fin"), "ability": ("ocr", "math", "count", "gui")}
 
-# --quick: one seed, one order and a reduced budget for every method alike; ~10 min on 2 CPU cores (README).
+# --quick: one seed, one order and a reduced budget for every method alike; on 2 CPU cores about 13 min for the domain
+# track, 21 min for the ability track (README).
 # router 600 steps: at router.lr 0.001 with question swaps, 150 left the stage routers unfit (MR-LoRA's router 0.066 in
 # a quick domain run); 600 route the five domain tasks at 0.968 (2000, the pipeline's, at 0.994)
 QUICK = {"seeds": 1, "orders": 1, "steps": 150, "router_steps": 600, "test_limit": 100}
