@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from mllmcl.config import Params
@@ -376,15 +377,19 @@ def isolated_rows(
         ("zero_shot_base", "the base", "the base is never trained"),
         ("oracle_experts", "experts/{task}", "the expert is frozen once trained"),
     ):
-        final = scored[method][0]
         sources = [f"{who.format(task=task)} on {task}, {where[method].format(task=task)} ({why})" for task in tasks]
-        n = len(final)
-        out[method] = {
-            "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
-            "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
-            **cost[method],
-        }
+        out[method] = {**frozen_rows(scored[method][0], sources), **cost[method]}
     return out
+
+
+def frozen_rows(final: Sequence[float | None], sources: Sequence[str | None]) -> dict:
+    """The matrix and cells of a model that never changes once its task is learned: task j's one evaluation fills its
+    column from stage j on."""
+    n = len(final)
+    return {
+        "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
+        "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
+    }
 
 
 def _score_isolated(
@@ -403,12 +408,9 @@ def _score_isolated(
         folder = Path(tasks_dir) / task
         records = rec_io.read_records(folder / "test.jsonl")[:test_limit]
         model.set_adapter(task)
-        for method, off in (("oracle_experts", False), ("zero_shot_base", True)):
+        for method, adapter in (("oracle_experts", nullcontext()), ("zero_shot_base", model.disable_adapter())):
             t0 = time.perf_counter()
-            if off:
-                with model.disable_adapter():
-                    acc = score_records(model, prompting, records, folder, batch_size=params.evaluate.batch_size)[0]
-            else:
+            with adapter:
                 acc = score_records(model, prompting, records, folder, batch_size=params.evaluate.batch_size)[0]
             out[method][0].append(acc)
             out[method][1].append(time.perf_counter() - t0)

@@ -145,15 +145,12 @@ def budget_scale(settings: BenchmarkSettings, params: Params) -> float:
     return settings.steps / params.expert.steps if settings.steps else 1.0
 
 
-def own_budgets(tasks: Sequence[str], p: Params, tasks_dir: Path, scale: float) -> dict[str, int]:
+def own_budgets(tasks: Sequence[str], tasks_dir: Path, scale: float) -> dict[str, int]:
     """The steps each task with its own budget (spec.yaml `expert:`) trains for under `scale`; {} when none has one."""
-    from mllmcl.continual.experts import expert_config, task_overrides
+    from mllmcl.continual.experts import applied_overrides
 
-    return {
-        t: expert_config(p.expert, Path(tasks_dir) / t, budget_scale=scale).steps
-        for t in tasks
-        if "steps" in task_overrides(Path(tasks_dir) / t)
-    }
+    applied = {t: applied_overrides(Path(tasks_dir) / t, scale) for t in tasks}
+    return {t: o["steps"] for t, o in applied.items() if "steps" in o}
 
 
 def scaled_budgets(tasks: Sequence[str], tasks_dir: Path, scale: float, *, unscaled_too: bool = False) -> dict | None:
@@ -203,9 +200,11 @@ def _base_fingerprint(params: Params, paths: ProjectPaths) -> str:
     return inputs_fingerprint(paths.base / "config.json", paths.base / "base.json")
 
 
-def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_dir: Path) -> bool:
-    """Whether the DAG's expert of `task` is the one this seed would train: same training settings (seed included),
-    LoRA rank/alpha/dropout, and the same task data."""
+def _dag_expert_matches(
+    task: str, params: Params, paths: ProjectPaths, tasks_dir: Path, budget_scale: float = 1.0
+) -> bool:
+    """Whether the DAG's expert of `task` is the one this seed would train: same training settings (seed and scaled
+    budget included), LoRA rank/alpha/dropout, and the same task data."""
     from mllmcl.continual.experts import STATS_FILE, expert_config, task_seed
     from mllmcl.model.training import training_fields
 
@@ -216,7 +215,7 @@ def _dag_expert_matches(task: str, params: Params, paths: ProjectPaths, tasks_di
         return False
     stats = json.loads((folder / STATS_FILE).read_text())
     adapter = json.loads((folder / "adapter_config.json").read_text())
-    cfg = expert_config(params.expert, Path(tasks_dir) / task)
+    cfg = expert_config(params.expert, Path(tasks_dir) / task, budget_scale=budget_scale)
     cfg = cfg.model_copy(update={"seed": cfg.seed + task_seed(task)})
     return (
         stats.get("config") == json.loads(json.dumps(training_fields(cfg)))
@@ -254,7 +253,7 @@ def seed_experts(
         target = folder / task
         if (target / STATS_FILE).is_file():
             continue
-        if budget_scale == 1.0 and _dag_expert_matches(task, params, paths, tasks_dir):
+        if _dag_expert_matches(task, params, paths, tasks_dir, budget_scale):
             partial = folder / f".{task}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(paths.expert(task), partial)
@@ -291,14 +290,12 @@ def _reorder_joint(result: dict, trained_on: list[str], order: list[str]) -> dic
 def _isolated_in_order(rows: dict, tasks: list[str], order: list[str]) -> dict:
     """A zero-shot or oracle result scored in `tasks`' order, its columns put in `order` (every stage's row holds the
     same per-task figure: those models never change)."""
+    from mllmcl.continual.baselines import frozen_rows
+
     index = [tasks.index(t) for t in order]
-    n = len(order)
-    final = [rows["matrix"][-1][i] for i in index]
-    sources = [rows["cells"][-1][i] for i in index]
     return {
         **rows,
-        "matrix": [[final[j] if j <= t else None for j in range(n)] for t in range(n)],
-        "cells": [[sources[j] if j <= t else None for j in range(n)] for t in range(n)],
+        **frozen_rows([rows["matrix"][-1][i] for i in index], [rows["cells"][-1][i] for i in index]),
     }
 
 
@@ -399,9 +396,7 @@ def run_benchmark(
             "seeds": settings.seeds,
             "orders": [list(o) for o in orders],
             "steps_per_task": settings.steps or params.expert.steps,
-            "own_budgets": own_budgets(settings.tasks, seeded_params(params, 0, settings), tasks_dir, scale)
-            if scale != 1.0
-            else {},
+            "own_budgets": own_budgets(settings.tasks, tasks_dir, scale) if scale != 1.0 else {},
             "router_steps": settings.router_steps or params.router.steps,
             "replay_per_task": settings.replay_per_task,
             "test_limit": settings.test_limit,

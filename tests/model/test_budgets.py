@@ -144,8 +144,8 @@ def test_a_benchmarks_reduced_budget_scales_a_tasks_own_budget_alike(tmp_path):
     assert (own.steps, own.eval_every) == (250, 25)
     assert expert_config(p.expert, tmp_path / "own").steps == 2000  # the pipeline's own run: the spec's budget
     assert expert_config(p.expert, tmp_path / "plain", budget_scale=scale).steps == 150
-    assert own_budgets(["own", "plain"], p, tmp_path, scale) == {"own": 250}
-    assert own_budgets(["own", "plain"], p, tmp_path, 1.0) == {"own": 2000}
+    assert own_budgets(["own", "plain"], tmp_path, scale) == {"own": 250}
+    assert own_budgets(["own", "plain"], tmp_path, 1.0) == {"own": 2000}
     full = BenchmarkSettings(track="t", tasks=("own", "plain"))
     assert budget_scale(full, params) == 1.0
     # kept results key on what scaling changes, and only then: at scale 1 (and without own budgets) keys stay as they
