@@ -39,11 +39,16 @@ lint: setup  ## ruff (lint + format check) and the import contract (layers of py
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# One pytest worker per core (tests/conftest.py gives each one torch thread); a test file stays on one worker, so its
+# module fixtures (a trained project, a Prefect harness) are built once. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 test: lint  ## lint, then the whole test suite (slow end-to-end tests included)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: lint  ## lint, then skip the slow end-to-end tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 PREFECT_PORT ?= 4200
 prefect-server: setup  ## a local Prefect server on 127.0.0.1 (SQLite under .prefect/, analytics off)
