@@ -30,6 +30,7 @@ def benchmark(
     router_steps: int | None = None,
     methods: list[str] | None = None,
     replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
+    units: str | None = None,
 ) -> dict:
     """Run the benchmark and write reports/benchmark/<track>.{json,md,html,png}; returns the aggregate per method."""
     from mllmcl.config import load_params
@@ -54,6 +55,7 @@ def benchmark(
         router_steps=router_steps,
         methods=methods or METHODS,
         replay_per_task=replay_per_task,
+        units_dir=(project / units) if units else None,
     )
 
     def log_unit(unit: dict) -> None:
@@ -81,12 +83,13 @@ def main(args) -> int:
         seeds=args.seeds,
         orders=args.orders,
         quick=args.quick,
+        units=str(args.units) if args.units else None,
     )
     return 0
 
 
 def parser():
-    """Options of `python -m flows.benchmark`: --root/--params, the track, seeds, orders, --quick."""
+    """Options of `python -m flows.benchmark`: --root/--params, the track, seeds, orders, --quick, --units."""
     from mllmcl.continual.benchmark_methods import TRACKS
     from mllmcl.entry import add_common_options
 
@@ -96,6 +99,7 @@ def parser():
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default: 1)")
     p.add_argument("--orders", type=int, default=None, help="task orders (default: 1)")
     p.add_argument("--quick", action="store_true", help="1 seed, 1 order, a reduced budget")
+    p.add_argument("--units", default=None, metavar="DIR", help="where finished units are kept (see mllmcl benchmark)")
     return p
 
 

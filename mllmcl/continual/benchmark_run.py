@@ -22,11 +22,11 @@ from mllmcl.continual.benchmark_claims import claims_json
 from mllmcl.continual.benchmark_methods import (
     DEFAULT_REPLAY_PER_TASK,
     METHODS,
-    QUICK,
     REPORT_KEYS,
     RESULTS_VERSION,
     SHARED_ADAPTER_METHODS,
     TRACKS,
+    quick_budget,
 )
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
@@ -50,11 +50,13 @@ class BenchmarkSettings:
     router_steps: int | None = None  # None: router.steps
     replay_per_task: int = DEFAULT_REPLAY_PER_TASK
     test_limit: int | None = None  # the first N records of every test split (None: all)
+    units_dir: Path | None = None  # where finished units are kept (None: .cache/benchmark/units); a tracked folder
+    # lets a grid longer than one sitting accumulate across machines and sessions
 
     @classmethod
     def quick(cls, track: str, tasks: Sequence[str], **overrides) -> BenchmarkSettings:
-        """One seed, one order, the reduced budget of benchmark_methods.QUICK: a run of minutes, not hours."""
-        return cls(track=track, tasks=tuple(tasks), **{**QUICK, **overrides})
+        """One seed, one order, the track's reduced budget (benchmark_methods.quick_budget): minutes, not hours."""
+        return cls(track=track, tasks=tuple(tasks), **{**quick_budget(track), **overrides})
 
     def check(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -82,6 +84,7 @@ def settings_for(
     router_steps: int | None = None,
     methods: Sequence[str] = METHODS,
     replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
+    units_dir: Path | None = None,
 ) -> BenchmarkSettings:
     """The benchmark a user asks for (the CLI's flags, the Prefect flow's parameters): a track's tasks or the
     workspace's, --quick's reduced budget unless a figure is given explicitly."""
@@ -94,7 +97,7 @@ def settings_for(
         for k, v in dict(seeds=seeds, orders=orders, steps=steps, router_steps=router_steps).items()
         if v is not None
     }
-    common = dict(methods=tuple(methods), replay_per_task=replay_per_task)
+    common = dict(methods=tuple(methods), replay_per_task=replay_per_task, units_dir=units_dir)
     if quick:
         return BenchmarkSettings.quick(name, order, **common, **given)
     return BenchmarkSettings(track=name, tasks=tuple(order), **common, **given)
@@ -334,7 +337,7 @@ def run_benchmark(
     """Every method of `settings` on every (seed, order), each unit reused from .cache/benchmark/units when it was
     measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
     first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
-    from mllmcl.continual.baselines import isolated_rows, task_orders, unmeasured_cells
+    from mllmcl.continual.baselines import task_orders, unmeasured_cells
 
     settings.check()
     t_start = time.perf_counter()
@@ -345,34 +348,23 @@ def run_benchmark(
     }
     orders = task_orders(settings.tasks, settings.orders)
     scale = budget_scale(settings, params)
+    units_dir = Path(settings.units_dir) if settings.units_dir else paths.benchmark_work / "units"
     runs = []
     for seed in range(settings.seeds):
         p = seeded_params(params, seed, settings)
-        experts_dir = seed_experts(settings.tasks, p, paths, tasks_dir, progress=progress, budget_scale=scale)
-        seed_paths = _SeedPaths(root=paths.root, experts_dir=experts_dir, tasks_folder=tasks_dir)
+        models = _SeedModels(settings.tasks, p, paths, tasks_dir, progress=progress, budget_scale=scale)
         isolated = (  # scored once per seed: neither the base nor a frozen expert depends on the order
-            isolated_rows(
-                settings.tasks,
-                experts_dir,
-                params=p,
-                base_dir=paths.base,
-                tasks_dir=tasks_dir,
-                test_limit=settings.test_limit,
-            )
-            if set(ISOLATED) & set(settings.methods)
-            else {}
+            _bounds(settings, p, seed, fp, models, units_dir) if set(ISOLATED) & set(settings.methods) else {}
         )
         for order in orders:
             run: dict = {"seed": seed, "tasks": list(order), "methods": {}}
             for method in settings.methods:
                 t0 = time.perf_counter()
                 if method in ISOLATED:
-                    rows = _isolated_in_order(isolated[method], list(settings.tasks), list(order))
-                    result, reused = {**rows, **metrics.summary(rows["matrix"])}, False
+                    rows = _isolated_in_order(isolated["result"][method], isolated["tasks"], list(order))
+                    result, reused = {**rows, **metrics.summary(rows["matrix"])}, isolated["reused"]
                 else:
-                    result, reused = _unit(
-                        method, order, seed, settings, p, seed_paths, fp, progress, on_stage, budget_scale=scale
-                    )
+                    result, reused = _unit(method, order, seed, settings, p, models, fp, units_dir, on_stage)
                 missing = unmeasured_cells({"methods": {method: result}})
                 if missing:  # a defect of this code, never of the data: refuse to report invented numbers
                     raise RuntimeError(f"accuracy cells without an evaluation behind them: {', '.join(missing)}")
@@ -411,17 +403,66 @@ def run_benchmark(
     }
 
 
-def _unit(
-    method, order, seed, settings, p, seed_paths, fp, progress, on_stage, *, budget_scale: float = 1.0
-) -> tuple[dict, bool]:
+class _SeedModels:
+    """One seed's experts, trained (or copied from the DAG, seed_experts) the first time a unit needs them: a run whose
+    units are all kept trains nothing, even where .cache/benchmark is gone."""
+
+    def __init__(self, tasks, params: Params, paths: ProjectPaths, tasks_dir: Path, *, progress: bool, budget_scale):
+        self.tasks, self.params, self.paths, self.tasks_dir = tasks, params, paths, tasks_dir
+        self.progress, self.budget_scale = progress, budget_scale
+        self._paths: _SeedPaths | None = None
+
+    def paths_with_experts(self) -> _SeedPaths:
+        if self._paths is None:
+            experts_dir = seed_experts(
+                self.tasks,
+                self.params,
+                self.paths,
+                self.tasks_dir,
+                progress=self.progress,
+                budget_scale=self.budget_scale,
+            )
+            self._paths = _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
+        return self._paths
+
+
+def _kept(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _bounds(settings: BenchmarkSettings, p: Params, seed: int, fp: dict, models: _SeedModels, units_dir: Path) -> dict:
+    """The zero-shot and oracle rows of one seed, in settings.tasks' order: read back when kept, else scored (every
+    expert and the base on the same test records) and kept. Returns {tasks, result: {method: rows}, reused}."""
+    from mllmcl.continual.baselines import isolated_rows
+
+    budgets = scaled_budgets(settings.tasks, models.tasks_dir, models.budget_scale)
+    identity = _unit_identity("bounds", sorted(settings.tasks), seed, settings, p, fp, budgets)
+    path = units_dir / f"bounds-{_digest(identity)}.json"
+    kept = _kept(path)
+    if kept:
+        return {"tasks": kept["tasks"], "result": kept["result"], "reused": True}
+    seed_paths = models.paths_with_experts()
+    result = isolated_rows(
+        settings.tasks,
+        seed_paths.experts,
+        params=p,
+        base_dir=seed_paths.base,
+        tasks_dir=seed_paths.tasks_dir,
+        test_limit=settings.test_limit,
+    )
+    _write_json(path, {"identity": identity, "tasks": list(settings.tasks), "result": result})
+    return {"tasks": list(settings.tasks), "result": result, "reused": False}
+
+
+def _unit(method, order, seed, settings, p, models: _SeedModels, fp, units_dir: Path, on_stage) -> tuple[dict, bool]:
     """One method on one (seed, order): read back when measured before, else measured and kept."""
     from mllmcl.continual.baselines import compare
 
-    budgets = scaled_budgets(order, seed_paths.tasks_dir, budget_scale, unscaled_too=method == "joint")
+    budgets = scaled_budgets(order, models.tasks_dir, models.budget_scale, unscaled_too=method == "joint")
     identity = _unit_identity(method, list(order), seed, settings, p, fp, budgets)
-    path = seed_paths.benchmark_work / "units" / f"{method}-{_digest(identity)}.json"
-    if path.is_file():
-        kept = json.loads(path.read_text())
+    path = units_dir / f"{method}-{_digest(identity)}.json"
+    kept = _kept(path)
+    if kept:
         result, trained_on = kept["result"], kept["tasks"]
         return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), True
     trained_on = sorted(order) if method == "joint" else list(order)
@@ -429,13 +470,13 @@ def _unit(
     out = compare(
         trained_on,
         p,
-        seed_paths,
+        models.paths_with_experts(),
         methods=[method],
         replay_per_task=settings.replay_per_task,
         test_limit=settings.test_limit,
-        progress=progress,
+        progress=models.progress,
         on_stage=report,
-        budget_scale=budget_scale,
+        budget_scale=models.budget_scale,
     )
     result = out["methods"][method]
     _write_json(path, {"identity": identity, "tasks": trained_on, "result": result})

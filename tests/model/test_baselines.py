@@ -322,3 +322,37 @@ def test_a_benchmark_over_seeds_and_orders_resumes_where_it_was_killed(toy_root,
     assert "LoRA-FT (one shared adapter)" in md and " ± " in md and "4 run(s): 2 seed(s) x 2 task order(s)" in md
     page = written[2].read_text()
     assert page.count("data:image/png") >= len(methods) + 2 and "http" not in page
+
+
+def test_kept_units_in_a_folder_of_their_own_need_no_models_on_another_machine(toy_root, tmp_path):
+    """A grid kept with --units (a tracked folder) is read back on a machine that has none of the run's models: with
+    .cache/benchmark gone no expert is trained again and every figure is the same; a new seed trains only its own."""
+    from mllmcl.continual.benchmark_run import BenchmarkSettings, run_benchmark
+    from mllmcl.paths import ProjectPaths
+
+    root = tmp_path / "proj"
+    shutil.copytree(toy_root / "data", root / "data")
+    shutil.copytree(toy_root / "models/base", root / "models/base")
+    paths = ProjectPaths(root)
+    params = toy.params(expert={"lr": 3e-3})
+    kept = tmp_path / "tracked-units"
+    methods = ("zero_shot_base", "oracle_experts", "lora_ft")
+    settings = BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=methods, steps=6, units_dir=kept)
+    first = run_benchmark(settings, params, paths, progress=False)
+    assert sorted(p.name.split("-")[0] for p in kept.iterdir()) == ["bounds", "lora_ft"]
+    assert not (paths.benchmark_work / "units").exists()  # the units went to the folder asked for
+
+    shutil.rmtree(paths.benchmark_work)  # another machine, another session: no experts, no routers
+    units = []
+    again = run_benchmark(settings, params, paths, progress=False, on_unit=units.append)
+    assert all(u["reused"] for u in units) and len(units) == len(methods)
+    assert not (paths.benchmark_work / "experts").exists()  # nothing was trained to read them back
+    assert again["aggregate"] == first["aggregate"] and again["runs"] == first["runs"]
+
+    wider = BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=methods, steps=6, seeds=2, units_dir=kept)
+    units.clear()
+    grown = run_benchmark(wider, params, paths, progress=False, on_unit=units.append)
+    assert {(u["seed"], u["reused"]) for u in units} == {(0, True), (1, False)}
+    assert [p.name for p in (paths.benchmark_work / "experts").iterdir()] != []  # seed 1's experts only
+    assert len(list((paths.benchmark_work / "experts").iterdir())) == 1
+    assert grown["runs"][0] == first["runs"][0]

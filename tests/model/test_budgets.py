@@ -157,3 +157,18 @@ def test_a_benchmarks_reduced_budget_scales_a_tasks_own_budget_alike(tmp_path):
         "tasks": {"own": {"steps": 250, "eval_every": 25}},
     }
     assert scaled_budgets(["own"], tmp_path, 1.0, unscaled_too=True)["tasks"]["own"]["steps"] == 2000  # joint
+
+
+def test_quick_gives_the_ability_track_a_smaller_budget_and_explicit_figures_still_win():
+    """--quick on the ability track (tasks with 2000-3000-step budgets of their own, longer router prompts) trains less
+    than on the domain track, so both stay runs of minutes; a figure given on the command line overrides either."""
+    from mllmcl.continual.benchmark_run import settings_for
+
+    params = toy.params(expert={"steps": 1200})
+    domain = settings_for(params, track="domain", quick=True)
+    ability = settings_for(params, tasks=["ocr", "math", "count", "gui"], quick=True)  # the track, named by its tasks
+    assert ability.track == "ability" and domain.track == "domain"
+    assert ability.steps < domain.steps and ability.router_steps < domain.router_steps
+    assert (ability.seeds, ability.orders, ability.test_limit) == (domain.seeds, domain.orders, domain.test_limit)
+    assert settings_for(params, track="ability", quick=True, steps=150, router_steps=600).steps == 150
+    assert settings_for(params, track="ability", quick=True, router_steps=600).router_steps == 600

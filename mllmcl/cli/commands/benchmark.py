@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mllmcl.continual.benchmark_methods import DEFAULT_REPLAY_PER_TASK, METHODS, QUICK, TRACKS
+from mllmcl.continual.benchmark_methods import DEFAULT_REPLAY_PER_TASK, METHODS, QUICK, QUICK_BY_TRACK, TRACKS
 
 
 def register(sub, common) -> None:
@@ -46,7 +46,8 @@ def register(sub, common) -> None:
         "--quick",
         action="store_true",
         help=f"1 seed, 1 order, {QUICK['steps']} steps per task, router {QUICK['router_steps']} steps, the first "
-        f"{QUICK['test_limit']} test records per task: on 2 CPU cores about 13 min (domain), 21 min (ability)",
+        f"{QUICK['test_limit']} test records per task (ability track: {QUICK_BY_TRACK['ability']['steps']} and "
+        f"{QUICK_BY_TRACK['ability']['router_steps']}): on 2 CPU cores about 13 min (domain; README has both tracks measured)",
     )
     p.add_argument(
         "--steps",
@@ -69,6 +70,15 @@ def register(sub, common) -> None:
         type=int,
         default=DEFAULT_REPLAY_PER_TASK,
         help="training records of every earlier task the replay methods keep (default: %(default)s)",
+    )
+    p.add_argument(
+        "--units",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep each finished unit (a method on one seed and order, or one seed's bounds) here, default "
+        ".cache/benchmark/units; a folder under version control lets a grid too long for one sitting grow run by run "
+        "on any machine: kept units are read back and their experts are not trained again",
     )
     p.add_argument("--out", type=Path, default=None, help="output stem (default: reports/benchmark/<track>)")
     p.set_defaults(handler=_benchmark)
@@ -98,6 +108,7 @@ def _benchmark(args) -> int:
         router_steps=args.router_steps,
         methods=args.methods,
         replay_per_task=args.replay_per_task,
+        units_dir=args.units,
     )
 
     def show_stage(method: str, order: list, stage: int, row: list) -> None:
