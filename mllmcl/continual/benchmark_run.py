@@ -1,11 +1,13 @@
 """`mllmcl benchmark` as a plan: a track's tasks, seeds x task orders, and for each (seed, order) every method run
-once. Each method's run on one (seed, order) is a unit whose result is kept under .cache/benchmark/units, keyed by
-everything it depends on, so a killed benchmark continues with the first unit it had not finished, and a second run
-with more seeds or orders trains only what is new. Experts are trained per seed (the DAG's own are reused where its
-settings match); routers per stage are kept by baselines.stage_router."""
+once. Each method's run on one (seed, order), and each seed's zero-shot/oracle rows, is a unit whose result is kept
+under .cache/benchmark/units (or --units), keyed by everything it depends on, so a killed benchmark continues with the
+first unit it had not finished, and a second run with more seeds or orders trains only what is new. Experts are trained
+per seed, only when a unit of that seed is measured (the DAG's own are reused where its settings match); routers per
+stage are kept by baselines.stage_router."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -334,8 +336,8 @@ def run_benchmark(
     on_stage: Callable[[str, list[str], int, list], None] | None = None,
     on_unit: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Every method of `settings` on every (seed, order), each unit reused from .cache/benchmark/units when it was
-    measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
+    """Every method of `settings` on every (seed, order), each unit reused from settings.units_dir (default
+    .cache/benchmark/units) when it was measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
     first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
     from mllmcl.continual.baselines import task_orders, unmeasured_cells
 
@@ -348,7 +350,7 @@ def run_benchmark(
     }
     orders = task_orders(settings.tasks, settings.orders)
     scale = budget_scale(settings, params)
-    units_dir = Path(settings.units_dir) if settings.units_dir else paths.benchmark_work / "units"
+    units_dir = settings.units_dir or paths.benchmark_work / "units"
     runs = []
     for seed in range(settings.seeds):
         p = seeded_params(params, seed, settings)
@@ -410,24 +412,27 @@ class _SeedModels:
     def __init__(self, tasks, params: Params, paths: ProjectPaths, tasks_dir: Path, *, progress: bool, budget_scale):
         self.tasks, self.params, self.paths, self.tasks_dir = tasks, params, paths, tasks_dir
         self.progress, self.budget_scale = progress, budget_scale
-        self._paths: _SeedPaths | None = None
 
+    @functools.cached_property
     def paths_with_experts(self) -> _SeedPaths:
-        if self._paths is None:
-            experts_dir = seed_experts(
-                self.tasks,
-                self.params,
-                self.paths,
-                self.tasks_dir,
-                progress=self.progress,
-                budget_scale=self.budget_scale,
-            )
-            self._paths = _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
-        return self._paths
+        experts_dir = seed_experts(
+            self.tasks, self.params, self.paths, self.tasks_dir, progress=self.progress, budget_scale=self.budget_scale
+        )
+        return _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
 
 
-def _kept(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _kept_unit(
+    units_dir: Path, name: str, identity: dict, measure: Callable[[], tuple[list, dict]]
+) -> tuple[dict, bool]:
+    """A unit's {identity, tasks, result}: read back when kept under `identity`, else measure() -> (tasks, result), kept
+    atomically. Returns (unit, read back)."""
+    path = units_dir / f"{name}-{_digest(identity)}.json"
+    if path.is_file():
+        return json.loads(path.read_text()), True
+    tasks, result = measure()
+    unit = {"identity": identity, "tasks": tasks, "result": result}
+    _write_json(path, unit)
+    return unit, False
 
 
 def _bounds(settings: BenchmarkSettings, p: Params, seed: int, fp: dict, models: _SeedModels, units_dir: Path) -> dict:
@@ -435,52 +440,48 @@ def _bounds(settings: BenchmarkSettings, p: Params, seed: int, fp: dict, models:
     expert and the base on the same test records) and kept. Returns {tasks, result: {method: rows}, reused}."""
     from mllmcl.continual.baselines import isolated_rows
 
+    def measure():
+        seed_paths = models.paths_with_experts
+        rows = isolated_rows(
+            settings.tasks,
+            seed_paths.experts,
+            params=p,
+            base_dir=seed_paths.base,
+            tasks_dir=seed_paths.tasks_dir,
+            test_limit=settings.test_limit,
+        )
+        return list(settings.tasks), rows
+
     budgets = scaled_budgets(settings.tasks, models.tasks_dir, models.budget_scale)
     identity = _unit_identity("bounds", sorted(settings.tasks), seed, settings, p, fp, budgets)
-    path = units_dir / f"bounds-{_digest(identity)}.json"
-    kept = _kept(path)
-    if kept:
-        return {"tasks": kept["tasks"], "result": kept["result"], "reused": True}
-    seed_paths = models.paths_with_experts()
-    result = isolated_rows(
-        settings.tasks,
-        seed_paths.experts,
-        params=p,
-        base_dir=seed_paths.base,
-        tasks_dir=seed_paths.tasks_dir,
-        test_limit=settings.test_limit,
-    )
-    _write_json(path, {"identity": identity, "tasks": list(settings.tasks), "result": result})
-    return {"tasks": list(settings.tasks), "result": result, "reused": False}
+    unit, reused = _kept_unit(units_dir, "bounds", identity, measure)
+    return {"tasks": unit["tasks"], "result": unit["result"], "reused": reused}
 
 
 def _unit(method, order, seed, settings, p, models: _SeedModels, fp, units_dir: Path, on_stage) -> tuple[dict, bool]:
     """One method on one (seed, order): read back when measured before, else measured and kept."""
     from mllmcl.continual.baselines import compare
 
+    def measure():
+        trained_on = sorted(order) if method == "joint" else list(order)
+        out = compare(
+            trained_on,
+            p,
+            models.paths_with_experts,
+            methods=[method],
+            replay_per_task=settings.replay_per_task,
+            test_limit=settings.test_limit,
+            progress=models.progress,
+            on_stage=(lambda m, stage, row: on_stage(m, trained_on, stage, row)) if on_stage else None,
+            budget_scale=models.budget_scale,
+        )
+        return trained_on, out["methods"][method]
+
     budgets = scaled_budgets(order, models.tasks_dir, models.budget_scale, unscaled_too=method == "joint")
     identity = _unit_identity(method, list(order), seed, settings, p, fp, budgets)
-    path = units_dir / f"{method}-{_digest(identity)}.json"
-    kept = _kept(path)
-    if kept:
-        result, trained_on = kept["result"], kept["tasks"]
-        return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), True
-    trained_on = sorted(order) if method == "joint" else list(order)
-    report = (lambda m, stage, row: on_stage(m, trained_on, stage, row)) if on_stage else None
-    out = compare(
-        trained_on,
-        p,
-        models.paths_with_experts(),
-        methods=[method],
-        replay_per_task=settings.replay_per_task,
-        test_limit=settings.test_limit,
-        progress=models.progress,
-        on_stage=report,
-        budget_scale=models.budget_scale,
-    )
-    result = out["methods"][method]
-    _write_json(path, {"identity": identity, "tasks": trained_on, "result": result})
-    return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), False
+    unit, reused = _kept_unit(units_dir, method, identity, measure)
+    result, trained_on = unit["result"], unit["tasks"]
+    return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), reused
 
 
 def aggregate(runs: Sequence[dict]) -> dict:
