@@ -1,5 +1,5 @@
-"""Where a router's mistakes come from: trains one router as `train_router` does (no open set), routes held-out test
-requests of every task plus text-only ones, and splits the expert requests into right / wrong letters above and below
+"""Where a router's mistakes come from: trains one router with `fit_router` (train_router's, before the open set),
+routes held-out test requests of every task plus text-only ones, and splits the expert requests into right / wrong letters above and below
 router.min_confidence, printing each wrong one. Tells an under-trained router (confident wrong letters) from a
 threshold problem (right letters below it).
 
@@ -29,10 +29,7 @@ def main() -> None:
 
     from mllmcl.config import load_params
     from mllmcl.continual import router as R
-    from mllmcl.model.adapters import lora_config, new_adapter
     from mllmcl.model.compute import set_threads
-    from mllmcl.model.loading import Prompting, load_base, resolve_base
-    from mllmcl.model.training import train
     from mllmcl.paths import ProjectPaths
 
     paths = ProjectPaths(args.root)
@@ -40,19 +37,14 @@ def main() -> None:
     set_threads(params.compute.threads)
     given = {"steps": args.steps, "lr": args.lr, "question_swaps": args.question_swaps}
     cfg = params.router.model_copy(update={"checkpoint_every": 0, **{k: v for k, v in given.items() if v is not None}})
-    pool = R.build_pool(args.tasks, paths.tasks_dir)
-    model, processor = load_base(resolve_base(params.base, paths.base))
-    prompting = Prompting.for_model(model, processor)
-    train_set = R._labelled_sets(args.tasks, paths.tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
-    train_set += R.question_swaps(train_set, cfg.question_swaps, cfg.seed)
-    examples = R._encode_labelled(prompting, pool, train_set, paths.tasks_dir, with_answers=True)
-    peft_model = new_adapter(model, lora_config(cfg, model, role="router"), seed=cfg.seed)
     t0 = time.perf_counter()
-    stats = train(peft_model, examples, cfg, pad_id=prompting.tokenizer.pad_token_id, desc="router")
+    router, stats = R.fit_router(
+        args.tasks, params.model_copy(update={"router": cfg}), base_dir=paths.base, tasks_dir=paths.tasks_dir
+    )
     seconds = round(time.perf_counter() - t0, 1)
-    router = R.Router(peft_model, prompting, pool, min_confidence=0.0, adapter="default")
-    held = R._labelled_sets(args.tasks, paths.tasks_dir, cfg, "test", args.per_task, args.per_task)
-    routes = router.route([R._request(label, rec, paths.tasks_dir) for label, rec in held])
+    router.min_confidence = 0.0  # every letter read, its confidence judged below
+    held = R.held_out_set(args.tasks, paths.tasks_dir, cfg, args.per_task)
+    routes = router.route([R.labelled_request(label, rec, paths.tasks_dir) for label, rec in held])
     counts: collections.Counter = collections.Counter()
     for (label, rec), route in zip(held, routes):
         if label == R.BASE:

@@ -282,7 +282,7 @@ def _encode_labelled(prompting, pool, labelled, tasks_dir: Path, with_answers: b
     letter = {e.task: e.letter for e in pool}
     out = []
     for label, rec in labelled:
-        image, _ = _request(label, rec, tasks_dir)
+        image, _ = labelled_request(label, rec, tasks_dir)
         question = router_question(pool, rec["question"])
         out.append(
             encode(prompting, question, image, letter[label] if with_answers else None, prefix=router_pool_text(pool))
@@ -297,28 +297,24 @@ def _labelled_sets(tasks, tasks_dir: Path, cfg: RouterConfig, split: str, per_ta
     return labelled
 
 
-def train_router(
+def fit_router(
     tasks: Sequence[str],
     params: Params,
     *,
     base_dir: Path,
     tasks_dir: Path,
-    out_dir: Path,
     checkpoint_dir: Path | None = None,
-    embedding_cache: Path | None = None,
     progress: bool = True,
-) -> dict:
-    """Train the router from the base on the replay set of `tasks` (+ text-only samples labelled base), measure
-    it on held-out test samples, and save adapter, pool and stats to `out_dir`. `embedding_cache`: a folder keeping
-    the base's image embeddings for the open-set profile between runs (`mllmcl/continual/embedding_cache.py`)."""
-    from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
+):
+    """The router trained from the base on the replay set of `tasks` (+ question swaps and text-only samples labelled
+    base), before any open-set profile: (Router on the adapter "default", its TrainStats)."""
+    from mllmcl.model.adapters import lora_config, new_adapter
     from mllmcl.model.loading import load_base, resolve_base
     from mllmcl.model.training import train
 
     cfg = params.router
     pool = build_pool(tasks, tasks_dir)
-    base = resolve_base(params.base, base_dir)
-    model, processor = load_base(base, trust_remote_code=params.base.trust_remote_code)
+    model, processor = load_base(resolve_base(params.base, base_dir), trust_remote_code=params.base.trust_remote_code)
     prompting = Prompting.for_model(model, processor)
     train_set = _labelled_sets(tasks, tasks_dir, cfg, "train", cfg.samples_per_task, cfg.base_samples)
     train_set += question_swaps(train_set, cfg.question_swaps, cfg.seed)
@@ -343,10 +339,41 @@ def train_router(
         text_only_to_base=cfg.text_only_to_base,
         adapter="default",
     )
+    return router, stats
+
+
+def held_out_set(tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig, per_task: int) -> list[tuple[str, dict]]:
+    """`per_task` test samples of every task and as many text-only ones labelled base: what routing is measured on."""
+    return _labelled_sets(tasks, tasks_dir, cfg, "test", per_task, per_task)
+
+
+def train_router(
+    tasks: Sequence[str],
+    params: Params,
+    *,
+    base_dir: Path,
+    tasks_dir: Path,
+    out_dir: Path,
+    checkpoint_dir: Path | None = None,
+    embedding_cache: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the router (fit_router), measure it on held-out test samples, and save adapter, pool and stats to
+    `out_dir`. `embedding_cache`: a folder keeping the base's image embeddings for the open-set profile between runs
+    (`mllmcl/continual/embedding_cache.py`)."""
+    from mllmcl.model.adapters import save_adapter
+    from mllmcl.model.loading import resolve_base
+
+    cfg = params.router
+    base = resolve_base(params.base, base_dir)
+    router, stats = fit_router(
+        tasks, params, base_dir=base_dir, tasks_dir=tasks_dir, checkpoint_dir=checkpoint_dir, progress=progress
+    )
+    peft_model, pool = router.model, router.pool
     cache = EmbeddingCache(embedding_cache, base_key(base) if embedding_cache is not None else "")
     router.open_set, open_set_stats = fit_open_set(router, tasks, tasks_dir, cfg, cache)
     router.question_set, open_set_stats["questions"] = fit_question_set(router, tasks, tasks_dir, cfg)
-    held_out = _labelled_sets(tasks, tasks_dir, cfg, "test", cfg.eval_samples_per_task, cfg.eval_samples_per_task)
+    held_out = held_out_set(tasks, tasks_dir, cfg, cfg.eval_samples_per_task)
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
     result.update(
         tasks=list(tasks),
@@ -374,7 +401,7 @@ def _folder(label: str, rec: dict, tasks_dir: Path) -> Path:
     return Path(tasks_dir) / _source_task(label, rec)
 
 
-def _request(label: str, rec: dict, tasks_dir: Path) -> tuple:
+def labelled_request(label: str, rec: dict, tasks_dir: Path) -> tuple:
     """(image or None, question) of a labelled record."""
     folder = _folder(label, rec, tasks_dir)
     return (open_image(folder / rec["image"]) if rec.get("image") else None, rec["question"])
@@ -386,7 +413,7 @@ def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: 
     rows = [(label, rec) for label, rec in labelled if rec.get("image")]
 
     def compute(indices):
-        return router.image_embeddings([_request(*rows[i], tasks_dir) for i in indices])
+        return router.image_embeddings([labelled_request(*rows[i], tasks_dir) for i in indices])
 
     items = [
         (label, hashlib.sha256(read_image_bytes(_folder(label, rec, tasks_dir) / rec["image"])).hexdigest())
@@ -495,7 +522,7 @@ def load_pool(router_dir: Path) -> tuple[list[PoolEntry], dict]:
 def evaluate_router(router: Router, labelled: list[tuple[str, dict]], tasks_dir: Path) -> dict:
     """Held-out routing accuracy per task, for the base fallback, and the confusion counts."""
     t0 = time.perf_counter()
-    routes = router.route([_request(label, rec, tasks_dir) for label, rec in labelled])
+    routes = router.route([labelled_request(label, rec, tasks_dir) for label, rec in labelled])
     confusion: dict[str, dict[str, int]] = {}
     for (label, _), route in zip(labelled, routes):
         row = confusion.setdefault(label, {})
