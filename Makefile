@@ -40,9 +40,10 @@ lint: setup  ## ruff (lint + format check) and the import contract (layers of py
 	$(BIN)/lint-imports
 
 # One pytest worker per core (tests/conftest.py gives each one torch thread); a test file stays on one worker, so its
-# module fixtures (a trained project, a Prefect harness) are built once. TEST_WORKERS=0 runs everything in one process.
+# module fixtures (a trained project, a Prefect harness) are built once; the heaviest files start first, in the order
+# tests/conftest.py gives (--no-loadscope-reorder keeps it). TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: lint  ## lint, then the whole test suite (slow end-to-end tests included)
 	$(PYTEST)
