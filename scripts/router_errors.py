@@ -5,6 +5,7 @@ threshold problem (right letters below it).
 
     python scripts/router_errors.py --root . --tasks rs med ad sci fin --steps 600
     python scripts/router_errors.py --root . --tasks rs med ad sci fin --steps 600 --question-swaps 0
+    python scripts/router_errors.py --root . --tasks-dir .cache/benchmark/tasks --tasks ocr math count gui --steps 450
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=Path("."))
     p.add_argument("--tasks", nargs="+", required=True, help="the router's pool, in learned order")
+    p.add_argument(
+        "--tasks-dir",
+        type=Path,
+        default=None,
+        help="where the tasks are (default: the root's data/tasks; the ability track's: .cache/benchmark/tasks)",
+    )
     p.add_argument("--steps", type=int, default=None, help="router steps (default: router.steps)")
     p.add_argument("--lr", type=float, default=None, help="router learning rate (default: router.lr)")
-    p.add_argument("--question-swaps", type=int, default=None, help="default: router.question_swaps")
+    p.add_argument("--question-swaps", type=float, default=None, help="default: router.question_swaps")
     p.add_argument("--per-task", type=int, default=100, help="held-out requests per task and text-only")
     p.add_argument("--out", type=Path, default=None, help="also write the counts as JSON here")
     args = p.parse_args()
@@ -33,18 +40,19 @@ def main() -> None:
     from mllmcl.paths import ProjectPaths
 
     paths = ProjectPaths(args.root)
+    tasks_dir = args.tasks_dir or paths.tasks_dir
     params = load_params(paths.params)
     set_threads(params.compute.threads)
     given = {"steps": args.steps, "lr": args.lr, "question_swaps": args.question_swaps}
     cfg = params.router.model_copy(update={"checkpoint_every": 0, **{k: v for k, v in given.items() if v is not None}})
     t0 = time.perf_counter()
     router, stats = R.fit_router(
-        args.tasks, params.model_copy(update={"router": cfg}), base_dir=paths.base, tasks_dir=paths.tasks_dir
+        args.tasks, params.model_copy(update={"router": cfg}), base_dir=paths.base, tasks_dir=tasks_dir
     )
     seconds = round(time.perf_counter() - t0, 1)
     router.min_confidence = 0.0  # every letter read, its confidence judged below
-    held = R.held_out_set(args.tasks, paths.tasks_dir, cfg, args.per_task)
-    routes = router.route([R.labelled_request(label, rec, paths.tasks_dir) for label, rec in held])
+    held = R.held_out_set(args.tasks, tasks_dir, cfg, args.per_task)
+    routes = router.route([R.labelled_request(label, rec, tasks_dir) for label, rec in held])
     counts: collections.Counter = collections.Counter()
     for (label, rec), route in zip(held, routes):
         if label == R.BASE:

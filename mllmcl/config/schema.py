@@ -17,6 +17,7 @@ MAX_TASKS = 25  # the router answers with one letter per expert, Z being the bas
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 MODULE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 URL_PATTERN = r"^https?://"
 REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -214,11 +215,11 @@ class RouterConfig(AdapterConfig):
     )
     samples_per_task: PositiveInt = Field(100, description="replay samples per learned task")
     base_samples: NonNegativeInt = Field(50, description="text-only samples labelled 'base' (open-set fallback)")
-    question_swaps: NonNegativeInt = Field(
+    question_swaps: NonNegativeInt | NonNegativeFloat = Field(  # an int stays one: kept results' keys hold
         1,
         description="copies of each replay request whose wording only one task asks, shown with another task's image "
         "and labelled with the asking task: the router learns that such a question decides, whatever the image looks "
-        "like (0 = none)",
+        "like (0 = none; 0.25 = a quarter of them get one)",
     )
     base_suite: str = Field("language", description="suite whose questions teach the router the base fallback")
     eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")

@@ -254,12 +254,14 @@ def replay_set(tasks: Sequence[str], tasks_dir: Path, split: str, per_task: int,
     return out
 
 
-def question_swaps(labelled: Sequence[tuple[str, dict]], copies: int, seed: int) -> list[tuple[str, dict]]:
+def question_swaps(labelled: Sequence[tuple[str, dict]], copies: float, seed: int) -> list[tuple[str, dict]]:
     """`copies` more of each image request whose wording only one task of `labelled` asks, each shown with an image of
     another task and still labelled with the asking task. On the replay alone, a task's images and its questions
     predict its letter equally well, so the router leans on both; on images in a look it never saw (another palette,
     theme or source) the image cue moves and drags the letter with it. Where the question alone tells the task, these
-    copies teach that it decides; a question several tasks ask gets none, so the image still tells those apart."""
+    copies teach that it decides; a question several tasks ask gets none, so the image still tells those apart. A
+    fractional `copies` gives its fraction of the requests one more copy (0.25: a quarter get one), drawn by `seed`."""
+    whole, part = int(copies), copies - int(copies)
     askers: dict[str, set[str]] = {}
     images: dict[str, list[tuple[str, str]]] = {}
     for label, rec in labelled:
@@ -272,7 +274,7 @@ def question_swaps(labelled: Sequence[tuple[str, dict]], copies: int, seed: int)
     for label, rec in labelled:
         if not rec.get("image") or askers[rec["question"]] != {label} or not others[label]:
             continue
-        for k in range(copies):
+        for k in range(whole + (part > 0 and rng.random() < part)):
             folder, image = rng.choice(images[rng.choice(others[label])])
             out.append((label, {**rec, "id": f"{rec.get('id')}~swap{k}", "image": image, "_task": folder}))
     return out

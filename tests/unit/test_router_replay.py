@@ -30,3 +30,15 @@ def test_a_shared_wording_and_text_only_requests_get_no_swaps():
     assert [(label, rec["question"], rec["_task"]) for label, rec in swaps] == [("med", "which organ is it?", "rs")]
     assert question_swaps(labelled, copies=0, seed=0) == []
     assert question_swaps([("rs", _rec("rs", 0, "what is shown?"))], copies=1, seed=0) == []  # one task: no other image
+
+
+def test_a_fractional_count_gives_that_share_of_the_requests_one_copy_and_a_whole_count_is_unchanged():
+    labelled = [("ocr", _rec("ocr", i, f"what word is written? {i}")) for i in range(200)]
+    labelled += [("math", _rec("math", i, f"solve the sum. {i}")) for i in range(200)]
+    quarter = question_swaps(labelled, copies=0.25, seed=0)
+    assert 70 <= len(quarter) <= 130  # about 100 of 400, one copy each
+    assert len({rec["id"] for _, rec in quarter}) == len(quarter)
+    assert all(rec["_task"] != label for label, rec in quarter)
+    assert question_swaps(labelled, copies=0.25, seed=0) == quarter
+    assert len(question_swaps(labelled, copies=1.5, seed=0)) > 400
+    assert question_swaps(labelled, copies=1.0, seed=3) == question_swaps(labelled, copies=1, seed=3)
