@@ -47,8 +47,8 @@ def register(sub, common) -> None:
         action="store_true",
         help=f"1 seed, 1 order, {QUICK['steps']} steps per task, router {QUICK['router_steps']} steps, the first "
         f"{QUICK['test_limit']} test records per task (ability track: {QUICK_BY_TRACK['ability']['steps']} and "
-        f"{QUICK_BY_TRACK['ability']['router_steps']}): from a cold cache on 2 CPU cores on a day 2.7x slower than "
-        "the domain figures' 34 min (domain) and 46 min (ability); README",
+        f"{QUICK_BY_TRACK['ability']['router_steps']}): from a cold cache on 2 CPU cores 34 min (domain) and 46 min "
+        "(ability) on a day 2.7x slower than usual; README",
     )
     p.add_argument(
         "--steps",
