@@ -198,11 +198,11 @@ def benchmark_tasks_dir(tasks: Sequence[str], params: Params, paths: ProjectPath
 
 
 def _base_fingerprint(params: Params, paths: ProjectPaths) -> str:
-    from mllmcl.continual.experts import inputs_fingerprint
+    """The base a kept result depends on, by its weights (loading.base_identity): a bit-identical rebuild of the base on
+    another machine reads the kept units back; another base measures them again."""
+    from mllmcl.model.loading import base_identity
 
-    if params.base.build == "none":
-        return str(params.base.name_or_path)
-    return inputs_fingerprint(paths.base / "config.json", paths.base / "base.json")
+    return _digest(base_identity(params.base, paths.base))
 
 
 def _dag_expert_matches(
@@ -340,6 +340,7 @@ def run_benchmark(
     .cache/benchmark/units) when it was measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
     first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
     from mllmcl.continual.baselines import task_orders, unmeasured_cells
+    from mllmcl.model.loading import base_identity
 
     settings.check()
     t_start = time.perf_counter()
@@ -387,6 +388,7 @@ def run_benchmark(
         "track": settings.track,
         "tasks": list(settings.tasks),
         "settings": {
+            "base": base_identity(params.base, paths.base),
             "seeds": settings.seeds,
             "orders": [list(o) for o in orders],
             "steps_per_task": settings.steps or params.expert.steps,

@@ -222,3 +222,27 @@ def read_base_ref(base_path: str) -> dict:
     its own path."""
     ref = Path(base_path) / BASE_REF
     return json.loads(ref.read_text()) if ref.exists() else {"name_or_path": base_path}
+
+
+# Files that decide what a local base computes; base.json is left out: it also records how long pretraining took,
+# so two bit-identical builds would look like two bases.
+_BASE_CONTENT = ("*.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+def base_identity(cfg: BaseConfig, base_dir: Path) -> dict:
+    """Which base a result was measured on: for a local folder the sha256 of its weights, config and tokenizer (the
+    same on every machine that built or copied the same model), for a hub id its name (a revision pins it there)."""
+    import hashlib
+
+    where = resolve_base(cfg, base_dir)
+    folder = Path(where)
+    if not folder.is_dir():
+        return {"build": cfg.build, "name_or_path": where}
+    files = sorted({f for pattern in _BASE_CONTENT for f in folder.glob(pattern) if f.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return {"build": cfg.build, "name_or_path": cfg.name_or_path, "sha256": digest.hexdigest()}  # no machine path

@@ -343,11 +343,14 @@ def test_kept_units_in_a_folder_of_their_own_need_no_models_on_another_machine(t
     assert not (paths.benchmark_work / "units").exists()  # the units went to the folder asked for
 
     shutil.rmtree(paths.benchmark_work)  # another machine, another session: no experts, no routers
+    # ...whose own build of the same base wrote another record (it took another time to pretrain)
+    (paths.base / "base.json").write_text(json.dumps({"build": "tiny", "pretrain_seconds": 12345.6}))
     units = []
     again = run_benchmark(settings, params, paths, progress=False, on_unit=units.append)
     assert all(u["reused"] for u in units) and len(units) == len(methods)
     assert not (paths.benchmark_work / "experts").exists()  # nothing was trained to read them back
     assert again["aggregate"] == first["aggregate"] and again["runs"] == first["runs"]
+    assert len(first["settings"]["base"]["sha256"]) == 64 and again["settings"]["base"] == first["settings"]["base"]
 
     wider = BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=methods, steps=6, seeds=2, units_dir=kept)
     units.clear()
@@ -356,3 +359,28 @@ def test_kept_units_in_a_folder_of_their_own_need_no_models_on_another_machine(t
     assert [p.name for p in (paths.benchmark_work / "experts").iterdir()] != []  # seed 1's experts only
     assert len(list((paths.benchmark_work / "experts").iterdir())) == 1
     assert grown["runs"][0] == first["runs"][0]
+
+
+def test_the_base_is_known_by_its_weights_not_by_how_long_it_took_to_build(toy_root, tmp_path):
+    """Kept benchmark results are keyed by the base's bytes: a rebuild that took another time is the same base, one
+    changed weight is another, and the report names the digest it was measured on."""
+    from mllmcl.continual.benchmark_report import render_markdown
+    from mllmcl.model.loading import base_identity
+
+    params = toy.params()
+    base = tmp_path / "base"
+    shutil.copytree(toy_root / "models/base", base)
+    first = base_identity(params.base, base)
+    (base / "base.json").write_text("{}")
+    assert base_identity(params.base, base) == first
+    weights = next(base.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert base_identity(params.base, base)["sha256"] != first["sha256"]
+    hub = params.base.model_copy(update={"build": "none", "name_or_path": "org/some-vlm"})
+    assert base_identity(hub, base) == {"build": "none", "name_or_path": "org/some-vlm"}
+
+    result = {"tasks": ["a"], "methods": {}, "settings": {"base": first}}
+    assert f"weights sha256 {first['sha256'][:12]}" in render_markdown(result)
+    assert "base not recorded" in render_markdown({"tasks": ["a"], "methods": {}, "settings": {}})
