@@ -31,6 +31,7 @@ def benchmark(
     methods: list[str] | None = None,
     replay_per_task: int = DEFAULT_REPLAY_PER_TASK,
     units: str | None = None,
+    workers: int = 1,
 ) -> dict:
     """Run the benchmark and write reports/benchmark/<track>.{json,md,html,png}; returns the aggregate per method."""
     from mllmcl.config import load_params
@@ -63,7 +64,10 @@ def benchmark(
         how = "reused" if unit["reused"] else f"{unit['seconds']:.0f} s"
         logger.info("seed %d, %s: %s MFN %s (%s)", unit["seed"], " -> ".join(unit["order"]), unit["method"], mfn, how)
 
-    result = run_benchmark(settings, params, paths, progress=False, on_unit=log_unit)
+    def log_job(job: dict) -> None:
+        logger.info("[%d/%d] %s (%.0f s)", job["done"], job["of"], job["job"], job["seconds"])
+
+    result = run_benchmark(settings, params, paths, progress=False, on_unit=log_unit, workers=workers, on_job=log_job)
     written = write_reports(result, paths.benchmark_reports / result["track"])
     create_markdown_artifact(
         key=f"benchmark-{result['track']}",
@@ -84,12 +88,13 @@ def main(args) -> int:
         orders=args.orders,
         quick=args.quick,
         units=str(args.units) if args.units else None,
+        workers=args.workers,
     )
     return 0
 
 
 def parser():
-    """Options of `python -m flows.benchmark`: --root/--params, the track, seeds, orders, --quick, --units."""
+    """Options of `python -m flows.benchmark`: --root/--params, the track, seeds, orders, --quick, --units, --workers."""
     from mllmcl.continual.benchmark_methods import TRACKS
     from mllmcl.entry import add_common_options
 
@@ -100,6 +105,7 @@ def parser():
     p.add_argument("--orders", type=int, default=None, help="task orders (default: 1)")
     p.add_argument("--quick", action="store_true", help="1 seed, 1 order, a reduced budget")
     p.add_argument("--units", default=None, metavar="DIR", help="where finished units are kept (see mllmcl benchmark)")
+    p.add_argument("--workers", type=int, default=1, help="processes training at once (see mllmcl benchmark)")
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import time
@@ -128,7 +129,7 @@ def _digest(obj) -> str:
 def _write_json(path: Path, data: dict) -> None:
     """Atomically: a unit file is either whole or absent, so a killed run never resumes from half a result."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # two processes never share one
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
 
@@ -230,20 +231,10 @@ def _dag_expert_matches(
     )
 
 
-def seed_experts(
-    tasks: Sequence[str],
-    params: Params,
-    paths: ProjectPaths,
-    tasks_dir: Path,
-    *,
-    progress: bool = True,
-    budget_scale: float = 1.0,
+def seed_experts_folder(
+    tasks: Sequence[str], params: Params, paths: ProjectPaths, tasks_dir: Path, budget_scale: float = 1.0
 ) -> Path:
-    """A folder with one expert per task trained with `params` (one seed's settings): the DAG's own copied where it
-    matches, the others trained from the base with train_expert, the pipeline's own function. Kept under
-    .cache/benchmark/experts/<settings>, so a later run (or one that was killed) trains only what is missing."""
-    from mllmcl.continual.experts import STATS_FILE, train_expert
-
+    """Where one seed's experts of `tasks` live (trained or not): .cache/benchmark/experts/<settings>."""
     identity = {
         "expert": params.expert.model_dump(mode="json"),
         "base": _base_fingerprint(params, paths),
@@ -252,14 +243,32 @@ def seed_experts(
     budgets = scaled_budgets(tasks, tasks_dir, budget_scale)
     if budgets:  # ...scaled with the benchmark's
         identity["scaled_budgets"] = budgets
-    key = _digest(identity)
-    folder = paths.benchmark_work / "experts" / key
-    for task in tasks:
+    return paths.benchmark_work / "experts" / _digest(identity)
+
+
+def seed_experts(
+    tasks: Sequence[str],
+    params: Params,
+    paths: ProjectPaths,
+    tasks_dir: Path,
+    *,
+    progress: bool = True,
+    budget_scale: float = 1.0,
+    only: Sequence[str] | None = None,
+) -> Path:
+    """A folder with one expert per task trained with `params` (one seed's settings): the DAG's own copied where it
+    matches, the others trained from the base with train_expert, the pipeline's own function. Kept under
+    .cache/benchmark/experts/<settings>, so a later run (or one that was killed) trains only what is missing.
+    `only`: these tasks' experts and no others (a worker of benchmark_pool trains one)."""
+    from mllmcl.continual.experts import STATS_FILE, train_expert
+
+    folder = seed_experts_folder(tasks, params, paths, tasks_dir, budget_scale)
+    for task in tasks if only is None else only:
         target = folder / task
         if (target / STATS_FILE).is_file():
             continue
         if _dag_expert_matches(task, params, paths, tasks_dir, budget_scale):
-            partial = folder / f".{task}.partial"
+            partial = folder / f".{task}.{os.getpid()}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(paths.expert(task), partial)
             partial.rename(target)
@@ -270,7 +279,7 @@ def seed_experts(
             base_dir=paths.base,
             data_dir=Path(tasks_dir) / task,
             out_dir=target,  # save_adapter writes it atomically
-            checkpoint_dir=paths.checkpoints(f"benchmark-expert-{key}-{task}"),
+            checkpoint_dir=paths.checkpoints(f"benchmark-expert-{folder.name}-{task}"),
             progress=progress,
             budget_scale=budget_scale,
         )
@@ -327,6 +336,64 @@ def _unit_identity(
     return identity
 
 
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    """What the run and its worker processes share: the tasks' folder, what kept results are keyed by, the orders
+    and the budget scale."""
+
+    settings: BenchmarkSettings
+    params: Params
+    paths: ProjectPaths
+    tasks_dir: Path
+    fp: dict
+    orders: list
+    scale: float
+    units_dir: Path
+
+    @classmethod
+    def of(cls, settings: BenchmarkSettings, params: Params, paths: ProjectPaths) -> BenchmarkPlan:
+        from mllmcl.continual.baselines import task_orders
+
+        settings.check()
+        tasks_dir = benchmark_tasks_dir(settings.tasks, params, paths)
+        fp = {
+            "data": tasks_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
+            "base": _base_fingerprint(params, paths),
+        }
+        return cls(
+            settings,
+            params,
+            paths,
+            tasks_dir,
+            fp,
+            task_orders(settings.tasks, settings.orders),
+            budget_scale(settings, params),
+            settings.units_dir or paths.benchmark_work / "units",
+        )
+
+    def seed_params(self, seed: int) -> Params:
+        return seeded_params(self.params, seed, self.settings)
+
+    def models(self, seed: int, *, progress: bool = True) -> _SeedModels:
+        p = self.seed_params(seed)
+        return _SeedModels(
+            self.settings.tasks, p, self.paths, self.tasks_dir, progress=progress, budget_scale=self.scale
+        )
+
+    def is_kept(self, name: str, order, seed: int) -> bool:
+        """Whether unit `name` ("bounds" or a method) of (seed, order) is kept already."""
+        identity = unit_identity(name, order, seed, self.settings, self.seed_params(seed), self.fp, self.models(seed))
+        return _unit_file(self.units_dir, name, identity).is_file()
+
+    def measure(self, name: str, order, seed: int, *, progress: bool = False) -> None:
+        """Measure and keep one unit (a worker's job); read back if another run kept it meanwhile."""
+        p, models = self.seed_params(seed), self.models(seed, progress=progress)
+        if name == "bounds":
+            _bounds(self.settings, p, seed, self.fp, models, self.units_dir)
+        else:
+            _unit(name, order, seed, self.settings, p, models, self.fp, self.units_dir, None)
+
+
 def run_benchmark(
     settings: BenchmarkSettings,
     params: Params,
@@ -335,27 +402,27 @@ def run_benchmark(
     progress: bool = True,
     on_stage: Callable[[str, list[str], int, list], None] | None = None,
     on_unit: Callable[[dict], None] | None = None,
+    workers: int = 1,
+    on_job: Callable[[dict], None] | None = None,
 ) -> dict:
     """Every method of `settings` on every (seed, order), each unit reused from settings.units_dir (default
-    .cache/benchmark/units) when it was measured before with the same inputs. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
+    .cache/benchmark/units) when it was measured before with the same inputs. `workers` > 1: the experts, stage
+    routers and units are trained in that many processes at once (benchmark_pool), `on_job` told of each. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
     first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
-    from mllmcl.continual.baselines import task_orders, unmeasured_cells
+    from mllmcl.continual.baselines import unmeasured_cells
     from mllmcl.model.loading import base_identity
 
-    settings.check()
     t_start = time.perf_counter()
-    tasks_dir = benchmark_tasks_dir(settings.tasks, params, paths)
-    fp = {
-        "data": tasks_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
-        "base": _base_fingerprint(params, paths),
-    }
-    orders = task_orders(settings.tasks, settings.orders)
-    scale = budget_scale(settings, params)
-    units_dir = settings.units_dir or paths.benchmark_work / "units"
+    plan = BenchmarkPlan.of(settings, params, paths)
+    tasks_dir, fp, orders, scale, units_dir = plan.tasks_dir, plan.fp, plan.orders, plan.scale, plan.units_dir
+    if workers > 1:  # every unit measured in worker processes first; the loop below then reads them back
+        from mllmcl.continual.benchmark_pool import measure_in_workers
+
+        measure_in_workers(plan, workers, on_job=on_job)
     runs = []
     for seed in range(settings.seeds):
-        p = seeded_params(params, seed, settings)
-        models = _SeedModels(settings.tasks, p, paths, tasks_dir, progress=progress, budget_scale=scale)
+        p = plan.seed_params(seed)
+        models = plan.models(seed, progress=progress)
         isolated = (  # scored once per seed: neither the base nor a frozen expert depends on the order
             _bounds(settings, p, seed, fp, models, units_dir) if set(ISOLATED) & set(settings.methods) else {}
         )
@@ -407,9 +474,14 @@ def run_benchmark(
     }
 
 
+# Units that read the seed's experts; every other method trains its own adapters from the base.
+NEEDS_EXPERTS = ("mr_lora", "ncm")
+
+
 class _SeedModels:
     """One seed's experts, trained (or copied from the DAG, seed_experts) the first time a unit needs them: a run whose
-    units are all kept trains nothing, even where .cache/benchmark is gone."""
+    units are all kept trains nothing, even where .cache/benchmark is gone, and a run of shared-adapter methods alone
+    trains no expert."""
 
     def __init__(self, tasks, params: Params, paths: ProjectPaths, tasks_dir: Path, *, progress: bool, budget_scale):
         self.tasks, self.params, self.paths, self.tasks_dir = tasks, params, paths, tasks_dir
@@ -422,13 +494,35 @@ class _SeedModels:
         )
         return _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
 
+    @property
+    def paths_untrained(self) -> _SeedPaths:
+        """The same paths without training anything: the experts' folder may still be empty."""
+        experts_dir = seed_experts_folder(self.tasks, self.params, self.paths, self.tasks_dir, self.budget_scale)
+        return _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
+
+    def paths_for(self, method: str) -> _SeedPaths:
+        return self.paths_with_experts if method in NEEDS_EXPERTS else self.paths_untrained
+
+
+def unit_identity(name: str, order, seed: int, settings: BenchmarkSettings, p: Params, fp: dict, models) -> dict:
+    """The identity a unit is kept under: `name` a method, or "bounds" (one seed's zero-shot and oracle rows)."""
+    if name == "bounds":
+        budgets = scaled_budgets(settings.tasks, models.tasks_dir, models.budget_scale)
+        return _unit_identity("bounds", sorted(settings.tasks), seed, settings, p, fp, budgets)
+    budgets = scaled_budgets(order, models.tasks_dir, models.budget_scale, unscaled_too=name == "joint")
+    return _unit_identity(name, list(order), seed, settings, p, fp, budgets)
+
+
+def _unit_file(units_dir: Path, name: str, identity: dict) -> Path:
+    return units_dir / f"{name}-{_digest(identity)}.json"
+
 
 def _kept_unit(
     units_dir: Path, name: str, identity: dict, measure: Callable[[], tuple[list, dict]]
 ) -> tuple[dict, bool]:
     """A unit's {identity, tasks, result}: read back when kept under `identity`, else measure() -> (tasks, result), kept
     atomically. Returns (unit, read back)."""
-    path = units_dir / f"{name}-{_digest(identity)}.json"
+    path = _unit_file(units_dir, name, identity)
     if path.is_file():
         return json.loads(path.read_text()), True
     tasks, result = measure()
@@ -454,8 +548,7 @@ def _bounds(settings: BenchmarkSettings, p: Params, seed: int, fp: dict, models:
         )
         return list(settings.tasks), rows
 
-    budgets = scaled_budgets(settings.tasks, models.tasks_dir, models.budget_scale)
-    identity = _unit_identity("bounds", sorted(settings.tasks), seed, settings, p, fp, budgets)
+    identity = unit_identity("bounds", settings.tasks, seed, settings, p, fp, models)
     unit, reused = _kept_unit(units_dir, "bounds", identity, measure)
     return {"tasks": unit["tasks"], "result": unit["result"], "reused": reused}
 
@@ -469,7 +562,7 @@ def _unit(method, order, seed, settings, p, models: _SeedModels, fp, units_dir: 
         out = compare(
             trained_on,
             p,
-            models.paths_with_experts,
+            models.paths_for(method),
             methods=[method],
             replay_per_task=settings.replay_per_task,
             test_limit=settings.test_limit,
@@ -479,8 +572,7 @@ def _unit(method, order, seed, settings, p, models: _SeedModels, fp, units_dir: 
         )
         return trained_on, out["methods"][method]
 
-    budgets = scaled_budgets(order, models.tasks_dir, models.budget_scale, unscaled_too=method == "joint")
-    identity = _unit_identity(method, list(order), seed, settings, p, fp, budgets)
+    identity = unit_identity(method, order, seed, settings, p, fp, models)
     unit, reused = _kept_unit(units_dir, method, identity, measure)
     result, trained_on = unit["result"], unit["tasks"]
     return (_reorder_joint(result, trained_on, list(order)) if method == "joint" else result), reused

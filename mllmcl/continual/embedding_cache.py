@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,7 +80,7 @@ class EmbeddingCache:
         keys = sorted(entries)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{shard}.npz"
-        tmp = path.with_name(path.name + ".partial")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # benchmark workers may save the same shard
         with open(tmp, "wb") as f:
             np.savez(f, keys=np.array(keys), vectors=np.stack([np.asarray(entries[k], np.float32) for k in keys]))
         tmp.replace(path)

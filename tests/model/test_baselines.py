@@ -384,3 +384,45 @@ def test_the_base_is_known_by_its_weights_not_by_how_long_it_took_to_build(toy_r
     result = {"tasks": ["a"], "methods": {}, "settings": {"base": first}}
     assert f"weights sha256 {first['sha256'][:12]}" in render_markdown(result)
     assert "base not recorded" in render_markdown({"tasks": ["a"], "methods": {}, "settings": {}})
+
+
+def test_two_workers_measure_what_one_process_measures_and_keep_every_unit(toy_root, tmp_path):
+    """--workers 2: experts, stage routers and units trained in two processes at once give the figures one process
+    gives, and leave every unit kept, so the run that reports trains nothing; shared-adapter methods alone train no
+    expert at all."""
+    from mllmcl.continual.benchmark_run import BenchmarkSettings, run_benchmark
+    from mllmcl.paths import ProjectPaths
+
+    def project(name):
+        root = tmp_path / name
+        shutil.copytree(toy_root / "data", root / "data")
+        shutil.copytree(toy_root / "models/base", root / "models/base")
+        return ProjectPaths(root)
+
+    params = toy.params(expert={"lr": 3e-3})  # compute.threads 1: each worker and the single process alike
+    methods = ("zero_shot_base", "oracle_experts", "mr_lora", "lora_ft", "joint")
+    settings = BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=methods, steps=6, router_steps=10)
+
+    one = project("one")
+    run_benchmark(
+        BenchmarkSettings(track="toy", tasks=toy.TASKS, methods=("lora_ft",), steps=6), params, one, progress=False
+    )
+    assert not (one.benchmark_work / "experts").exists()
+    sequential = run_benchmark(settings, params, one, progress=False)
+
+    two = project("two")
+    jobs = []
+    parallel = run_benchmark(settings, params, two, progress=False, workers=2, on_job=jobs.append)
+    a, b = toy.TASKS
+    assert sorted(j["job"] for j in jobs) == sorted(
+        [f"seed 0: expert {a}", f"seed 0: expert {b}", f"seed 0: router over {a}", f"seed 0: router over {a} {b}"]
+        + [f"seed 0: {m} on {a} -> {b}" for m in ("bounds", "mr_lora", "lora_ft", "joint")]
+    )
+    assert [j["done"] for j in jobs] == list(range(1, 9)) and {j["of"] for j in jobs} == {8}
+    units = []
+    again = run_benchmark(settings, params, two, progress=False, on_unit=units.append)
+    assert all(u["reused"] for u in units) and len(units) == len(methods)
+    for method in methods:
+        for key in ("matrix", "cells", "language_accuracy", "router_accuracy"):
+            assert parallel["methods"][method].get(key) == sequential["methods"][method].get(key), (method, key)
+        assert again["methods"][method]["matrix"] == parallel["methods"][method]["matrix"]

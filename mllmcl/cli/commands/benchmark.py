@@ -81,6 +81,13 @@ def register(sub, common) -> None:
         ".cache/benchmark/units; a folder under version control lets a grid too long for one sitting grow run by run "
         "on any machine: kept units are read back and their experts are not trained again",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train experts, stage routers and units in this many processes at once, compute.threads shared among "
+        "them (default: %(default)s; README: what 2 buys on 2 cores)",
+    )
     p.add_argument("--out", type=Path, default=None, help="output stem (default: reports/benchmark/<track>)")
     p.set_defaults(handler=_benchmark)
 
@@ -121,7 +128,14 @@ def _benchmark(args) -> int:
         mfn = "-" if unit["MFN"] is None else f"{unit['MFN']:.3f}"
         print(f"[seed {unit['seed']} | {' -> '.join(unit['order'])}] {unit['method']}: MFN {mfn} ({how})", flush=True)
 
-    result = run_benchmark(settings, params, paths, on_stage=show_stage, on_unit=show_unit)
+    def show_job(job: dict) -> None:
+        print(f"[{job['done']}/{job['of']}] {job['job']} ({job['seconds']:.0f} s)", flush=True)
+
+    if args.workers < 1:
+        raise UserError(f"benchmark: --workers {args.workers}: must be at least 1")
+    result = run_benchmark(
+        settings, params, paths, on_stage=show_stage, on_unit=show_unit, workers=args.workers, on_job=show_job
+    )
     stem = args.out or paths.benchmark_reports / result["track"]
     written = write_reports(result, stem)
     print("\n" + render_markdown(result))
