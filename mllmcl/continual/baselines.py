@@ -11,6 +11,7 @@ mllmcl.continual.metrics."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -594,6 +595,12 @@ class _TimedPredictions:
         return getattr(self.model, name)
 
 
+def _run_name(method: str, learned: Sequence[str], params: Params) -> str:
+    """A routed stage's own predictions folder (what it learned, in order, and its seed): benchmark workers evaluating
+    other seeds or orders at once never write into one another's."""
+    return f"{method}-seed{params.expert.seed}-{'-'.join(learned)}"
+
+
 def routed_stage(
     model, method: str, learned: list[str], n: int, params: Params, paths: ProjectPaths, test_limit: int | None = None
 ):
@@ -607,7 +614,7 @@ def routed_stage(
         timed,
         learned,
         tasks_dir=paths.tasks_dir,
-        predictions_dir=paths.benchmark_work / "predictions" / f"{method}-stage-{t}",
+        predictions_dir=paths.benchmark_work / "predictions" / _run_name(method, learned, params),
         experts_dir=paths.experts,
         language_suite=params.router.base_suite,
         batch_size=params.evaluate.batch_size,
@@ -638,17 +645,15 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
     import hashlib
     import shutil
 
-    from mllmcl.continual.experts import inputs_fingerprint
     from mllmcl.continual.router import POOL_FILE, STATS_FILE, train_router
+    from mllmcl.model.loading import base_identity
 
     identity = {
         "version": RESULTS_VERSION,
         "data": tasks_fingerprint([*learned, params.router.base_suite], paths.tasks_dir),
         "tasks": list(learned),
         "router": params.router.model_dump(mode="json"),
-        "base": params.base.name_or_path
-        if params.base.build == "none"
-        else inputs_fingerprint(paths.base / "config.json", paths.base / "base.json"),
+        "base": base_identity(params.base, paths.base),  # by its bytes: a rebuilt identical base reuses the router
     }
     own = paths.router / STATS_FILE
     if own.exists():
@@ -659,7 +664,7 @@ def stage_router(learned: Sequence[str], params: Params, paths: ProjectPaths, *,
     folder = paths.benchmark_work / "routers" / f"{len(learned)}-{key}"
     if (folder / POOL_FILE).exists() and (folder / STATS_FILE).exists():
         return folder, False
-    partial = folder.with_name(folder.name + ".partial")
+    partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")  # benchmark workers never share one
     shutil.rmtree(partial, ignore_errors=True)
     train_router(
         learned,

@@ -1,23 +1,27 @@
 """The benchmark's training spread over worker processes (`mllmcl benchmark --workers N`). On a CPU a small model's
-step gains little from a second thread (reports/benchmark/threads.json: 0.087 s at one thread, 0.055 at two), so two
-one-thread processes, each training its own adapter, get through a benchmark sooner than one two-thread process
-training them in turn. Every job leaves its result where the sequential run looks for it (a seed's expert, a stage
+step is only 1.6x faster on two threads than on one (reports/benchmark/threads.json: 0.087 s against 0.055), so two
+one-thread processes, each training its own adapter, do up to 2 / 1.6 = 1.25x the work of one two-thread process in
+the same time; the longest job and the wait between the waves decide how much of that a run gets (README). Every job leaves its result where the sequential run looks for it (a seed's expert, a stage
 router, a kept unit), so run_benchmark afterwards only reads back, and a killed pool resumes like a killed run.
 
 Jobs come in two waves: first everything that needs nothing else (each expert, each stage router, each shared-adapter
-and joint unit), then the units that evaluate experts and routers (the bounds, MR-LoRA, nearest-mean routing). Within
-a wave the longest go first, so the last job to finish is a short one."""
+and joint unit), then the units that evaluate experts and routers (the bounds, MR-LoRA, nearest-mean routing), each
+seed's started as soon as its experts and routers are done. Within a wave the longest go first."""
 
 from __future__ import annotations
 
 import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 from mllmcl.continual.benchmark_methods import SHARED_ADAPTER_METHODS
 from mllmcl.continual.benchmark_run import NEEDS_EXPERTS, BenchmarkPlan, own_budgets
+
+# A job's cost is counted in optimizer steps; scoring one task's test records costs about as much as this many steps
+# (ability track, quick run: a shared method's ten stage-task evaluations took ~65 s beside ~200 s of 751 steps).
+EVALUATION_COST = 25
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def plan_jobs(plan: BenchmarkPlan) -> tuple[list[Job], list[Job]]:
     for seed in range(settings.seeds):
         needs_experts = False
         if {"zero_shot_base", "oracle_experts"} & set(settings.methods) and not plan.is_kept("bounds", tasks, seed):
-            then[("bounds", seed)] = Job("unit", seed, tuple(tasks), "bounds", sum(task_steps.values()) / 10)
+            then[("bounds", seed)] = Job("unit", seed, tuple(tasks), "bounds", EVALUATION_COST * len(tasks))
             needs_experts = True
         for order in plan.orders:
             for method in settings.methods:
@@ -60,11 +64,14 @@ def plan_jobs(plan: BenchmarkPlan) -> tuple[list[Job], list[Job]]:
                     for t in stages:
                         learned = tuple(order[:t])
                         first.setdefault(("router", seed, learned), Job("router", seed, learned, cost=router_steps))
-                    then[(method, seed, tuple(order))] = Job("unit", seed, tuple(order), method, len(order) * 10)
+                    then[(method, seed, tuple(order))] = Job(
+                        "unit", seed, tuple(order), method, EVALUATION_COST * len(order)
+                    )
                 else:  # joint has no order: one unit per seed serves every order
                     key = (method, seed, tuple(sorted(order)) if method == "joint" else tuple(order))
-                    evaluated_each_stage = method in SHARED_ADAPTER_METHODS  # joint is evaluated once
-                    cost = sum(task_steps.values()) * (1.5 if evaluated_each_stage else 1.0)
+                    cost = sum(task_steps.values()) + EVALUATION_COST * (
+                        len(order) * (len(order) + 1) // 2 if method in SHARED_ADAPTER_METHODS else len(order)
+                    )
                     first.setdefault(key, Job("unit", seed, tuple(order), method, cost))
         if needs_experts:
             for task in tasks:
@@ -93,26 +100,48 @@ def _work(plan: BenchmarkPlan, job: Job, threads: int) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def _schedule(waves: tuple[list[Job], list[Job]]) -> tuple[list[Job], dict[int, list[Job]]]:
+    """(jobs ready now, in the order to start them; each seed's jobs waiting for its experts and routers). The experts
+    and routers start first, so the short evaluations waiting on them can run beside the long shared-adapter units
+    instead of after all of them."""
+    first, then = waves
+    gating = [j for j in first if j.kind in ("expert", "router")]
+    ready = gating + [j for j in first if j.kind == "unit"]
+    waiting: dict[int, list[Job]] = {}
+    for job in then:
+        waiting.setdefault(job.seed, []).append(job)
+    return ready, waiting
+
+
 def measure_in_workers(plan: BenchmarkPlan, workers: int, *, on_job: Callable[[dict], None] | None = None) -> None:
     """Run every job of plan_jobs in `workers` processes (spawned: no state shared with the caller), each with its share
-    of compute.threads (at least one). The first job that fails is raised once the jobs already running have finished
-    (they are kept, like every finished job); no other job starts."""
+    of compute.threads (at least one), `on_job` told as each finishes. A seed's evaluations start, ahead of the jobs
+    still queued, once its experts and routers are done. The first job that fails, or Ctrl-C, is raised once the
+    running jobs have stopped; no other job starts, and every finished one is kept."""
     from mllmcl.model.compute import resolve_threads
 
     threads = max(1, resolve_threads(plan.params.compute.threads) // workers)
     waves = plan_jobs(plan)
+    ready, waiting = _schedule(waves)
+    gates = {seed: sum(1 for j in ready if j.seed == seed and j.kind != "unit") for seed in waiting}
     total, done = sum(len(w) for w in waves), 0
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for wave in waves:
-            pending = {pool.submit(_work, plan, job, threads): job for job in wave}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    job = pending.pop(future)
-                    if future.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise future.exception()
-                    done += 1
-                    if on_job:
-                        on_job({"job": job.describe(), "seconds": future.result(), "done": done, "of": total})
+    running: dict = {}
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while ready or running or any(waiting.values()):
+            for seed in [s for s, n in gates.items() if n == 0 and waiting.get(s)]:
+                ready[:0] = waiting.pop(seed)
+            while ready and len(running) < workers:
+                job = ready.pop(0)
+                running[pool.submit(_work, plan, job, threads)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                seconds = future.result()  # a failed job raises here
+                if job.kind != "unit" and job.seed in gates:
+                    gates[job.seed] -= 1
+                done += 1
+                if on_job:
+                    on_job({"job": job.describe(), "seconds": seconds, "done": done, "of": total})
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -412,6 +412,8 @@ def run_benchmark(
     from mllmcl.continual.baselines import unmeasured_cells
     from mllmcl.model.loading import base_identity
 
+    if workers < 1:
+        raise UserError(f"benchmark: --workers {workers}: must be at least 1")
     t_start = time.perf_counter()
     plan = BenchmarkPlan.of(settings, params, paths)
     tasks_dir, fp, orders, scale, units_dir = plan.tasks_dir, plan.fp, plan.orders, plan.scale, plan.units_dir

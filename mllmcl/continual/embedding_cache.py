@@ -22,29 +22,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SPOT_CHECKS = 4  # cached entries recomputed on every lookup
-_FULL_HASH_BYTES = 256 << 20  # files up to this size are hashed whole; larger ones by size, head and tail
-_EDGE_BYTES = 1 << 20
 
 
 def base_key(name_or_path: str) -> str:
-    """A short digest of the base: its files' contents for a local folder (whole up to 256 MB, else size + first
-    and last MB), its name for a hub id."""
-    h = hashlib.sha256()
-    path = Path(name_or_path)
-    if not path.is_dir():
-        h.update(f"hub:{name_or_path}".encode())
-        return h.hexdigest()[:16]
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size = file.stat().st_size
-        h.update(f"{file.relative_to(path).as_posix()}:{size}\n".encode())
-        with open(file, "rb") as f:
-            if size <= _FULL_HASH_BYTES:
-                h.update(f.read())
-            else:
-                h.update(f.read(_EDGE_BYTES))
-                f.seek(size - _EDGE_BYTES)
-                h.update(f.read(_EDGE_BYTES))
-    return h.hexdigest()[:16]
+    """A short digest of the base: its files' contents for a local folder (loading.folder_digest), its name for a hub
+    id."""
+    from mllmcl.model.loading import folder_digest
+
+    if Path(name_or_path).is_dir():
+        return folder_digest(Path(name_or_path))[:16]
+    return hashlib.sha256(f"hub:{name_or_path}".encode()).hexdigest()[:16]
 
 
 class EmbeddingCache:

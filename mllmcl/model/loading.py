@@ -3,6 +3,8 @@ image-text-to-text model (the embedded tiny base included), never model-specific
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -224,25 +226,40 @@ def read_base_ref(base_path: str) -> dict:
     return json.loads(ref.read_text()) if ref.exists() else {"name_or_path": base_path}
 
 
-# Files that decide what a local base computes; base.json is left out: it also records how long pretraining took,
-# so two bit-identical builds would look like two bases.
-_BASE_CONTENT = ("*.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+_FULL_HASH_BYTES = 256 << 20  # files up to this size are hashed whole; larger ones by size, head and tail
+_EDGE_BYTES = 1 << 20
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 of a local model folder's files, base.json left out: it also records how long pretraining took, so two
+    bit-identical builds would otherwise look like two bases. Files over 256 MB count by size, first and last MB (a
+    7B model's shards are hashed in seconds, not minutes). Kept per process while no file changes."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != BASE_REF)
+    stamp = tuple((f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _folder_digest(str(folder.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_digest(folder: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    for name, size, _ in stamp:
+        h.update(f"{name}:{size}\n".encode())
+        with open(Path(folder) / name, "rb") as f:
+            if size <= _FULL_HASH_BYTES:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            else:
+                h.update(f.read(_EDGE_BYTES))
+                f.seek(size - _EDGE_BYTES)
+                h.update(f.read(_EDGE_BYTES))
+    return h.hexdigest()
 
 
 def base_identity(cfg: BaseConfig, base_dir: Path) -> dict:
-    """Which base a result was measured on: for a local folder the sha256 of its weights, config and tokenizer (the
-    same on every machine that built or copied the same model), for a hub id its name (a revision pins it there)."""
-    import hashlib
-
+    """Which base a result was measured on, the same on every machine that built or copied the same model: a local
+    folder by its files (folder_digest), a hub id by its name."""
     where = resolve_base(cfg, base_dir)
-    folder = Path(where)
-    if not folder.is_dir():
+    if not Path(where).is_dir():
         return {"build": cfg.build, "name_or_path": where}
-    files = sorted({f for pattern in _BASE_CONTENT for f in folder.glob(pattern) if f.is_file()})
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0")
-        with open(f, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    return {"build": cfg.build, "name_or_path": cfg.name_or_path, "sha256": digest.hexdigest()}  # no machine path
+    return {"build": cfg.build, "sha256": folder_digest(Path(where))}  # no path: it differs between machines

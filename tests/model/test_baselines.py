@@ -371,6 +371,7 @@ def test_the_base_is_known_by_its_weights_not_by_how_long_it_took_to_build(toy_r
     base = tmp_path / "base"
     shutil.copytree(toy_root / "models/base", base)
     first = base_identity(params.base, base)
+    assert base_identity(params.base, toy_root / "models/base") == first  # where it lies is no part of it
     (base / "base.json").write_text("{}")
     assert base_identity(params.base, base) == first
     weights = next(base.glob("*.safetensors"))
@@ -411,8 +412,15 @@ def test_two_workers_measure_what_one_process_measures_and_keep_every_unit(toy_r
     sequential = run_benchmark(settings, params, one, progress=False)
 
     two = project("two")
-    jobs = []
-    parallel = run_benchmark(settings, params, two, progress=False, workers=2, on_job=jobs.append)
+    jobs, read_back = [], []
+    parallel = run_benchmark(
+        settings, params, two, progress=False, workers=2, on_job=jobs.append, on_unit=read_back.append
+    )
+    assert len(read_back) == len(methods) and all(u["reused"] for u in read_back)  # the workers measured every unit
+    routers = sorted(p.name for p in (two.benchmark_work / "routers").iterdir())
+    assert len(routers) == 2 and not [r for r in routers if "partial" in r]  # one per stage, none trained twice
+    (experts,) = (two.benchmark_work / "experts").iterdir()
+    assert sorted(p.name for p in experts.iterdir()) == sorted(toy.TASKS)
     a, b = toy.TASKS
     assert sorted(j["job"] for j in jobs) == sorted(
         [f"seed 0: expert {a}", f"seed 0: expert {b}", f"seed 0: router over {a}", f"seed 0: router over {a} {b}"]

@@ -131,8 +131,6 @@ def _benchmark(args) -> int:
     def show_job(job: dict) -> None:
         print(f"[{job['done']}/{job['of']}] {job['job']} ({job['seconds']:.0f} s)", flush=True)
 
-    if args.workers < 1:
-        raise UserError(f"benchmark: --workers {args.workers}: must be at least 1")
     result = run_benchmark(
         settings, params, paths, on_stage=show_stage, on_unit=show_unit, workers=args.workers, on_job=show_job
     )
