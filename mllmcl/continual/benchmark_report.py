@@ -91,8 +91,8 @@ def _base_words(base: dict | None) -> str:
     """Which base the figures belong to: its weights' sha256 (a report written before it was kept says so)."""
     if not base:
         return "; base not recorded"
-    name = base.get("name_or_path") or f"{base.get('build', '?')} base"
-    return f"; base {name}" + (f" (weights sha256 {base['sha256'][:12]})" if base.get("sha256") else "")
+    name = base.get("name_or_path") or f"{base.get('build', '?')} build"
+    return f"; base: {name}" + (f", weights sha256 {base['sha256'][:12]}" if base.get("sha256") else "")
 
 
 def _claims(result: dict) -> list[tuple[str, str, str]]:

@@ -48,7 +48,7 @@ def register(sub, common) -> None:
         help=f"1 seed, 1 order, {QUICK['steps']} steps per task, router {QUICK['router_steps']} steps, the first "
         f"{QUICK['test_limit']} test records per task (ability track: {QUICK_BY_TRACK['ability']['steps']} and "
         f"{QUICK_BY_TRACK['ability']['router_steps']}): from a cold cache on 2 CPU cores 34 min (domain) and 46 min "
-        "(ability) on a day 2.7x slower than usual; README",
+        "(ability) on a day 2.7x slower than usual, and the ability track 34 min with --workers 2 on another day; README",
     )
     p.add_argument(
         "--steps",
@@ -86,7 +86,7 @@ def register(sub, common) -> None:
         type=int,
         default=1,
         help="train experts, stage routers and units in this many processes at once, compute.threads shared among "
-        "them (default: %(default)s; README: what 2 buys on 2 cores)",
+        "them; the figures are the same (default: %(default)s; on 2 cores 2 buys about 1.1x, README)",
     )
     p.add_argument("--out", type=Path, default=None, help="output stem (default: reports/benchmark/<track>)")
     p.set_defaults(handler=_benchmark)
