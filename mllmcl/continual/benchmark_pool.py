@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 from mllmcl.continual.benchmark_methods import SHARED_ADAPTER_METHODS
-from mllmcl.continual.benchmark_run import NEEDS_EXPERTS, BenchmarkPlan, own_budgets
+from mllmcl.continual.benchmark_run import ISOLATED, NEEDS_EXPERTS, BenchmarkPlan, own_budgets
 
 # A job's cost is counted in optimizer steps; scoring one task's test records costs about as much as this many steps
 # (ability track, quick run: a shared method's ten stage-task evaluations took ~65 s beside ~200 s of 751 steps).
@@ -51,12 +51,12 @@ def plan_jobs(plan: BenchmarkPlan) -> tuple[list[Job], list[Job]]:
     then: dict[tuple, Job] = {}
     for seed in range(settings.seeds):
         needs_experts = False
-        if {"zero_shot_base", "oracle_experts"} & set(settings.methods) and not plan.is_kept("bounds", tasks, seed):
+        if set(ISOLATED) & set(settings.methods) and not plan.is_kept("bounds", tasks, seed):
             then[("bounds", seed)] = Job("unit", seed, tuple(tasks), "bounds", EVALUATION_COST * len(tasks))
             needs_experts = True
         for order in plan.orders:
             for method in settings.methods:
-                if method in ("zero_shot_base", "oracle_experts") or plan.is_kept(method, order, seed):
+                if method in ISOLATED or plan.is_kept(method, order, seed):
                     continue
                 if method in NEEDS_EXPERTS:
                     needs_experts = True

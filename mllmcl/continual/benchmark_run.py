@@ -345,6 +345,7 @@ class BenchmarkPlan:
     params: Params
     paths: ProjectPaths
     tasks_dir: Path
+    base: dict  # loading.base_identity, reported with the figures
     fp: dict
     orders: list
     scale: float
@@ -356,15 +357,16 @@ class BenchmarkPlan:
 
         settings.check()
         tasks_dir = benchmark_tasks_dir(settings.tasks, params, paths)
-        fp = {
-            "data": tasks_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir),
-            "base": _base_fingerprint(params, paths),
-        }
+        from mllmcl.model.loading import base_identity
+
+        base = base_identity(params.base, paths.base)
+        fp = {"data": tasks_fingerprint([*settings.tasks, params.router.base_suite], tasks_dir), "base": _digest(base)}
         return cls(
             settings,
             params,
             paths,
             tasks_dir,
+            base,
             fp,
             task_orders(settings.tasks, settings.orders),
             budget_scale(settings, params),
@@ -410,7 +412,6 @@ def run_benchmark(
     routers and units are trained in that many processes at once (benchmark_pool), `on_job` told of each. Returns {track, tasks, settings, runs: [{seed, tasks, methods}], methods (the
     first run's), aggregate (mean +- std over runs), final (per task), seconds}."""
     from mllmcl.continual.baselines import unmeasured_cells
-    from mllmcl.model.loading import base_identity
 
     if workers < 1:
         raise UserError(f"benchmark: --workers {workers}: must be at least 1")
@@ -457,7 +458,7 @@ def run_benchmark(
         "track": settings.track,
         "tasks": list(settings.tasks),
         "settings": {
-            "base": base_identity(params.base, paths.base),
+            "base": plan.base,
             "seeds": settings.seeds,
             "orders": [list(o) for o in orders],
             "steps_per_task": settings.steps or params.expert.steps,
@@ -491,10 +492,10 @@ class _SeedModels:
 
     @functools.cached_property
     def paths_with_experts(self) -> _SeedPaths:
-        experts_dir = seed_experts(
+        seed_experts(
             self.tasks, self.params, self.paths, self.tasks_dir, progress=self.progress, budget_scale=self.budget_scale
         )
-        return _SeedPaths(root=self.paths.root, experts_dir=experts_dir, tasks_folder=self.tasks_dir)
+        return self.paths_untrained
 
     @property
     def paths_untrained(self) -> _SeedPaths:
