@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -114,7 +117,7 @@ def monitor_batch(
     out_dir: Path | None = None,
 ) -> tuple[DriftResult, Decision]:
     """Judge one batch. `source`: a JSONL file of requests ({id?, image?, question, answer?}, images relative to it;
-    run through the production model) or a list of traffic-log lines (`read_traffic`). Writes
+    run through the production model) or a list of traffic-log lines (`read_traffic(...).rows`). Writes
     `<out_dir or reports/drift>/<name>.html` (Evidently) and `.json` (verdict, decision, Evidently's values) and, for
     an unlabelled novel batch, `data/incoming/<name>/to_label.jsonl`. A bad request is a DataError naming file and
     line; no model and no production version is a NoModel error."""
@@ -187,33 +190,88 @@ def write_label_request(folder: Path, objs: list[dict], current, base_dir: Path)
     return path
 
 
-def read_traffic(folder: Path, since: str | None = None) -> tuple[list[dict], str | None]:
-    """Traffic-log lines (folder/<UTC date>.jsonl) newer than the watermark `since` (an ISO time, exclusive), oldest
-    first, and the new watermark (the newest line's time; `since` when nothing is new). A half-written last line (the
-    server is appending) is left for next time; any other malformed line is a DataError naming file and line."""
+@dataclass
+class TrafficRead:
+    """What `read_traffic` consumed: the good lines (oldest first), the new per-file marks, the lines it skipped."""
+
+    rows: list[dict]
+    marks: dict[str, dict]  # file name -> {"offset": bytes consumed, "line": lines consumed}
+    problems: list[str] = field(default_factory=list)  # one line each: file, line number, what is wrong
+
+
+def read_traffic(folder: Path, marks: dict | None = None, *, since: str | None = None) -> TrafficRead:
+    """The traffic-log lines (folder/<UTC date>.jsonl) appended since the per-file byte offsets `marks` (a previous
+    read's `marks`; none: every file from its start). By offset, not by time: several servers append to their own or
+    the same file in any time order, and each whole line is read exactly once. A last line without its newline is
+    being written: left for next time. A malformed line is reported in `problems` (file and line number) and skipped,
+    never a reason to stop. `since` (the ISO-time watermark of older state files) also drops lines at or before it."""
     folder = Path(folder)
-    day = since[:10] if since else ""
-    rows = []
+    marks = marks or {}
+    rows, new_marks, problems = [], {}, []
     for path in sorted(folder.glob("????-??-??.jsonl")):
-        if path.stem < day:
-            continue
-        text = path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        for i, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError as e:
-                if i == len(lines) and not text.endswith("\n"):
-                    break  # being written
-                raise DataError(f"{path}, line {i}: malformed JSON ({e.msg})") from None
-            if not isinstance(line, dict) or not isinstance(line.get("time"), str):
-                raise DataError(f"{path}, line {i}: a traffic line needs a 'time'")
-            if since is None or line["time"] > since:
-                rows.append(line)
+        got, new_marks[path.name], bad = _read_appended(path, marks.get(path.name) or {})
+        rows += [r for r in got if since is None or r["time"] > since]
+        problems += bad
     rows.sort(key=lambda r: r["time"])
-    return rows, (rows[-1]["time"] if rows else since)
+    return TrafficRead(rows, new_marks, problems)
+
+
+def _read_appended(path: Path, mark: dict) -> tuple[list[dict], dict, list[str]]:
+    """The whole lines of `path` after byte `mark["offset"]`, its new mark, and the problems of the lines skipped."""
+    offset, line_no, problems = int(mark.get("offset", 0)), int(mark.get("line", 0)), []
+    size = path.stat().st_size
+    if size < offset:  # replaced or truncated by hand: what it holds now was never read
+        problems.append(f"{path}: shorter than the {offset} bytes already read: read again from its start")
+        offset, line_no = 0, 0
+    with path.open("rb") as f:
+        f.seek(offset)
+        data = f.read(size - offset)
+    end = data.rfind(b"\n") + 1  # after the last complete line; a partial one waits for its newline
+    rows = []
+    for raw in data[:end].split(b"\n")[:-1]:
+        line_no += 1
+        if not raw.strip():
+            continue
+        try:
+            rows.append(_traffic_line(raw))
+        except DataError as e:
+            problems.append(f"{path}, line {line_no}: {e}")
+    return rows, {"offset": offset + end, "line": line_no}, problems
+
+
+def _traffic_line(raw: bytes) -> dict:
+    """One traffic-log line, checked as the monitor will use it (its time and its features); a DataError if not."""
+    try:
+        line = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"malformed JSON ({e.msg})") from None
+    if not isinstance(line, dict) or not isinstance(line.get("time"), str):
+        raise DataError("a traffic line needs a 'time'")
+    try:
+        traffic_row(line)
+    except DataError as e:
+        raise DataError(str(e).removeprefix("traffic: ")) from None
+    except (TypeError, ValueError) as e:
+        raise DataError(f"a traffic line's fields are malformed ({e})") from None
+    return line
+
+
+def prune_traffic(folder: Path, days: int, now: datetime | None = None) -> list[str]:
+    """Delete the traffic-log days (<day>.jsonl and images/<day>/) older than `days` (0: keep every day); returns
+    the file names removed. The writer rotates by UTC day, so retention removes whole files."""
+    if days <= 0:
+        return []
+    folder = Path(folder)
+    oldest = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d")
+    removed = []
+    for path in sorted(folder.glob("????-??-??.jsonl")):
+        if path.stem < oldest:
+            path.unlink(missing_ok=True)
+            shutil.rmtree(folder / "images" / path.stem, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def _event_key(decision: Decision) -> str:
@@ -248,9 +306,15 @@ def read_state(path: Path) -> dict:
 
 
 def write_state(path: Path, state: dict) -> None:
-    """Replace a state file atomically: a crash leaves the old state, never half of the new one."""
+    """Replace a state file atomically: a crash leaves the old state, never half of the new one; the temporary file
+    has a unique name, so two writers never write into each other's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

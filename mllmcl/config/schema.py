@@ -331,6 +331,12 @@ class DriftConfig(Section):
     cooldown_minutes: NonNegativeInt = Field(
         30, description="after a drift event, no new event for the same decision for this long (one stage per burst)"
     )
+    traffic_retention_days: NonNegativeInt = Field(
+        30,
+        description="days of traffic log (questions, and images when serve.keep_images) kept: the log is one file per "
+        "UTC day, and each drift-monitor run deletes the days older than this, whole, after reading them "
+        "(0 = keep every day)",
+    )
 
 
 class ServeConfig(Section):

@@ -1,9 +1,10 @@
 """Monitor inputs: a JSONL batch (a bad line is one DataError naming file and line), traffic-log lines (features,
-watermark), the reference cache per version, the event cooldown."""
+byte offsets, malformed lines skipped, retention), the reference cache per version, the event cooldown."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,15 @@ from PIL import Image
 
 from mllmcl.errors import DataError
 from monitoring.features import is_labelled, read_batch, to_frame, traffic_row
-from monitoring.monitor import batch_name, cooldown_allows, read_traffic, record_event
+from monitoring.monitor import (
+    batch_name,
+    cooldown_allows,
+    prune_traffic,
+    read_state,
+    read_traffic,
+    record_event,
+    write_state,
+)
 from monitoring.policy import Decision
 from monitoring.reference import cached_reference
 
@@ -100,21 +109,76 @@ def test_traffic_lines_become_feature_rows():
         traffic_row({"question": "q", "confidence": 1.0}, "traffic: request 1")
 
 
-def test_traffic_is_read_past_a_watermark(tmp_path):
+def _line(t: str, **kw) -> str:
+    return json.dumps(_traffic(t, **kw)) + "\n"
+
+
+def _append(path, text: str) -> None:
+    """What a server does: one O_APPEND write of whole lines (or, to test, of a part of one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def test_traffic_is_read_by_offset_each_line_once_whatever_its_time(tmp_path):
     day1, day2 = tmp_path / "2026-11-25.jsonl", tmp_path / "2026-11-26.jsonl"
-    day1.write_text(json.dumps(_traffic("2026-11-25T23:00:00+00:00")) + "\n")
-    day2.write_text(
-        "".join(json.dumps(_traffic(f"2026-11-26T0{i}:00:00+00:00")) + "\n" for i in range(3))
-        + '{"time": "2026-11-26T09'  # the server is writing this one
-    )
-    rows, mark = read_traffic(tmp_path)
-    assert len(rows) == 4 and mark == "2026-11-26T02:00:00+00:00"
-    rows, mark2 = read_traffic(tmp_path, since="2026-11-26T00:00:00+00:00")
-    assert [r["time"][11:13] for r in rows] == ["01", "02"] and mark2 == mark
-    assert read_traffic(tmp_path, since=mark) == ([], mark)
-    day1.write_text("garbage\n" + json.dumps(_traffic("2026-11-25T23:00:00+00:00")) + "\n")
-    with pytest.raises(DataError, match=r"2026-11-25.jsonl, line 1: malformed JSON"):
-        read_traffic(tmp_path)
+    _append(day1, _line("2026-11-25T23:00:00+00:00"))
+    _append(day2, "".join(_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(3)) + '{"time": "2026-11-26T09')
+    read = read_traffic(tmp_path)
+    assert len(read.rows) == 4 and not read.problems  # the half-written last line waits for its newline
+    assert read.marks["2026-11-26.jsonl"]["offset"] == day2.read_bytes().rindex(b"\n") + 1
+    assert read_traffic(tmp_path, read.marks).rows == []  # nothing is read twice
+    # the first server finishes its line; a slower second server appends an older request after it, to the same file
+    # and to yesterday's: a time watermark (10:00 seen) would skip both older ones forever
+    _append(day2, ':00:00+00:00", "question": "q?", "expert": "rs", "confidence": 0.9}\n')
+    _append(day2, _line("2026-11-26T08:30:00+00:00", id="slow"))
+    _append(day1, _line("2026-11-25T23:59:00+00:00", id="late"))
+    again = read_traffic(tmp_path, read.marks)
+    assert [r["time"][11:16] for r in again.rows] == ["23:59", "08:30", "09:00"]  # oldest first
+    assert read_traffic(tmp_path, again.marks).rows == []
+    assert again.marks["2026-11-26.jsonl"] == {"offset": day2.stat().st_size, "line": 5}
+
+
+def test_a_malformed_traffic_line_is_reported_and_skipped_not_fatal(tmp_path):
+    day = tmp_path / "2026-11-26.jsonl"
+    good = [_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(4)]
+    _append(day, good[0] + "garbage\n" + good[1] + json.dumps({"time": "t", "question": "q"}) + "\n" + good[2])
+    _append(day, json.dumps(_traffic("2026-11-26T05:00:00+00:00", confidence="high")) + "\n\xff\n" + good[3])
+    read = read_traffic(tmp_path)
+    assert len(read.rows) == 4
+    assert [p.split(": ", 1)[0] for p in read.problems] == [f"{day}, line {n}" for n in (2, 4, 6, 7)]
+    assert "malformed JSON" in read.problems[0] and "lacks expert" in read.problems[1]
+    assert all("\n" not in p for p in read.problems)
+    assert read.marks[day.name]["offset"] == day.stat().st_size  # past the bad lines: never read again
+
+
+def test_an_older_state_s_time_watermark_is_honoured_once(tmp_path):
+    _append(tmp_path / "2026-11-26.jsonl", "".join(_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(3)))
+    read = read_traffic(tmp_path, None, since="2026-11-26T00:00:00+00:00")
+    assert [r["time"][11:13] for r in read.rows] == ["01", "02"]
+
+
+def test_traffic_older_than_the_retention_is_deleted_by_day(tmp_path):
+    for day in ("2026-11-01", "2026-11-20", "2026-11-26"):
+        _append(tmp_path / f"{day}.jsonl", _line(f"{day}T10:00:00+00:00"))
+        (tmp_path / "images" / day).mkdir(parents=True)
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert prune_traffic(tmp_path, 0, now) == []  # 0: keep every day
+    assert prune_traffic(tmp_path, 7, now) == ["2026-11-01.jsonl"]
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["2026-11-20.jsonl", "2026-11-26.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["2026-11-20", "2026-11-26"]
+
+
+def test_state_is_replaced_atomically_through_a_unique_temporary_file(tmp_path):
+    state = tmp_path / ".monitor-state.json"
+    (tmp_path / ".monitor-state.tmp").write_text("another writer's")  # the fixed name the old writer used
+    write_state(state, {"a": 1})
+    write_state(state, {"a": 2})
+    assert read_state(state) == {"a": 2}
+    assert (tmp_path / ".monitor-state.tmp").read_text() == "another writer's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".monitor-state.json", ".monitor-state.tmp"]
 
 
 def test_reference_is_cached_per_version(tmp_path):
