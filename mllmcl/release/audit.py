@@ -59,8 +59,10 @@ class AuditLog:
         forced: bool = False,
         gate_decision: str | None = None,
         by: str | None = None,
+        voids: int | None = None,
     ) -> dict:
-        """Record one alias move; retried on a lost race for the next sequence number."""
+        """Record one alias move (or, with `voids`, that an earlier entry's move did not land); retried on a lost race
+        for the next sequence number."""
         for _ in range(_MAX_RACES):
             keys = self._keys()
             last = json.loads(self.store.get_bytes(keys[-1])) if keys else None
@@ -77,6 +79,8 @@ class AuditLog:
                 "gate_decision": gate_decision,
                 "prev_sha256": last["sha256"] if last else GENESIS,
             }
+            if voids is not None:
+                entry["voids"] = voids
             entry["sha256"] = _digest(entry)
             if self.store.write_if(self._key(entry["seq"]), json.dumps(entry, indent=2).encode(), None):
                 return entry
@@ -102,3 +106,46 @@ class AuditLog:
             prev = entry["sha256"]
             out.append(entry)
         return out
+
+    def verify(self, aliases: dict[str, dict]) -> list[dict]:
+        """`entries()`, then each alias against its anchor (the entry that moved it there, named in the alias document)
+        and each alias's moves against one another: a truncated or rewritten log, an edited alias and a move that was
+        logged but never landed are each an AuditError naming the entry."""
+        entries = self.entries()
+        by_seq = {e["seq"]: e for e in entries}
+        voided = {e.get("voids") for e in entries if e["action"] == "void"}
+        moves: dict[str, list[dict]] = {}
+        for e in entries:
+            if e["action"] != "void" and e["seq"] not in voided:
+                moves.setdefault(e["alias"], []).append(e)
+        for alias, doc in sorted(aliases.items()):
+            anchor = doc.get("audit") or {}
+            seq = anchor.get("seq")
+            entry = by_seq.get(seq)
+            if seq is None:
+                raise AuditError(f"alias '{alias}' names no audit entry: it was written outside mllmcl's promote")
+            if entry is None:
+                raise AuditError(f"alias '{alias}' is anchored at audit entry {seq}, which is missing: the log was cut")
+            if entry["sha256"] != anchor.get("sha256"):
+                raise AuditError(f"audit entry {seq} is not the one alias '{alias}' names: the log was rewritten")
+            if entry["alias"] != alias or entry["to"] != doc.get("version"):
+                raise AuditError(
+                    f"alias '{alias}' points at {doc.get('version')} but its audit entry {seq} moved "
+                    f"'{entry['alias']}' to {entry['to']}: the alias was edited"
+                )
+            logged = moves.get(alias, [])
+            if logged and logged[-1]["seq"] != seq:
+                raise AuditError(
+                    f"audit entry {logged[-1]['seq']} records a move of '{alias}' to {logged[-1]['to']} that never "
+                    "landed (a crash between the log and the alias flip): production is as entry "
+                    f"{seq} left it; promote again to move it"
+                )
+        for alias, logged in moves.items():
+            for before, after in zip(logged, logged[1:]):
+                if after["from"] != before["to"]:
+                    raise AuditError(
+                        f"audit entry {after['seq']} moves '{alias}' from {after['from']}, but entry {before['seq']} "
+                        f"left it at {before['to']}: entry {before['seq']}'s move never landed (a crash between the "
+                        "log and the alias flip)"
+                    )
+        return entries

@@ -11,30 +11,34 @@ from mllmcl.config import Params
 from mllmcl.errors import DataError
 from mllmcl.paths import ProjectPaths
 from mllmcl.plots import png_bytes
+from mllmcl.release.evidence import fingerprint, model_files, require_current
 from mllmcl.release.gate import GateResult, evaluate_gate
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, params_diff
-from mllmcl.release.registry import Registry, candidate_id
+from mllmcl.release.registry import Registry, sha256_file
 from mllmcl.release.report import confusion_figure, matrix_figure, task_order, write_gate_reports
 from mllmcl.release.stats import paired_test
 
 
 def candidate_files(params: Params, paths: ProjectPaths) -> dict[str, Path]:
-    """Model files of the candidate, keyed by their path inside a registry version."""
-    files: dict[str, Path] = {}
+    """Model files of the workspace's candidate, keyed by their path inside a registry version."""
+    return model_files(params, base_dir=paths.base, experts_dir=paths.experts, router_dir=paths.router)
 
-    def add_dir(src: Path, prefix: str) -> None:
-        if not src.is_dir():
-            raise DataError(f"{src}: missing (run `dvc repro` first)")
-        for p in sorted(src.rglob("*")):
-            if p.is_file():
-                files[f"{prefix}/{p.relative_to(src).as_posix()}"] = p
 
-    if params.base.build == "tiny":
-        add_dir(paths.base, "base")
-    for task in params.tasks:
-        add_dir(paths.expert(task), f"experts/{task}")
-    add_dir(paths.router, "router")
-    return files
+def workspace_fingerprint(params: Params, paths: ProjectPaths) -> dict:
+    """What an evaluation of the workspace judges now (mllmcl.release.evidence.fingerprint of the project's layout)."""
+    return fingerprint(
+        params,
+        base_dir=paths.base,
+        experts_dir=paths.experts,
+        router_dir=paths.router,
+        tasks_dir=paths.tasks_dir,
+        language_suite=params.router.base_suite,
+    )
+
+
+def eval_digest(path: Path) -> str:
+    """sha256 of metrics/eval.json as written: the gate records it, promotion compares it."""
+    return sha256_file(Path(path))
 
 
 def read_eval(path: Path) -> dict:
@@ -42,9 +46,12 @@ def read_eval(path: Path) -> dict:
     if not Path(path).is_file():
         raise DataError(f"{path}: no evaluation result (run the evaluate stage first)")
     try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: an evaluation result is a JSON object, not {type(data).__name__}")
+    return data
 
 
 PREDICTIONS_IN_VERSION = "reports/predictions/{task}.jsonl"
@@ -92,11 +99,13 @@ def paired_evidence(params: Params, paths: ProjectPaths, registry: Registry, pro
 def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
     """Judge the workspace's candidate against the registry's production and write every gate output."""
     eval_json = read_eval(paths.eval_json)
+    judged = workspace_fingerprint(params, paths)
+    require_current(eval_json, judged, where=paths.eval_json)  # never judge a result measured on other files
     registry = Registry.from_params(params, paths.root)
     alias = registry.alias("production")
     production = registry.manifest(alias["version"]) if alias else None
     history = registry.list_versions()
-    candidate = candidate_id(candidate_files(params, paths))
+    candidate = judged["candidate"]
     pairs, examples = paired_evidence(params, paths, registry, production)
     gate = evaluate_gate(
         eval_json,
@@ -118,7 +127,7 @@ def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
         "params_diff": params_diff(params.dump(), production.get("params", {})) if production else [],
         "registry": registry.store.uri,
     }
-    result = gate.to_json()
+    result = {**gate.to_json(), "evaluation_sha256": eval_digest(paths.eval_json)}
     paths.gate_json.parent.mkdir(parents=True, exist_ok=True)
     paths.gate_json.write_text(json.dumps(result, indent=2) + "\n")
     paths.gate_lineage.parent.mkdir(parents=True, exist_ok=True)

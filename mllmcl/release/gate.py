@@ -12,7 +12,7 @@ import yaml
 
 from mllmcl.config import GateConfig
 from mllmcl.continual import metrics
-from mllmcl.release.stats import Paired, wilson
+from mllmcl.release.stats import Paired, paired_noninferiority, unpaired_noninferiority, wilson
 
 
 @dataclass
@@ -27,7 +27,8 @@ class Check:
     detail: str
     n: int | None = None  # questions behind `value`
     interval: list[float] | None = None  # 95% interval of `value` (Wilson)
-    p_value: float | None = None  # paired test against production, for prior tasks
+    p_value: float | None = None  # non-inferiority test against production, for prior tasks
+    power: float | None = None  # that test's power at this n against a candidate with no real drop
 
     def __post_init__(self) -> None:
         self.passed = bool(self.passed)
@@ -35,6 +36,7 @@ class Check:
         self.threshold = None if self.threshold is None else round(float(self.threshold), 4)
         self.interval = None if self.interval is None else [round(float(v), 4) for v in self.interval]
         self.p_value = None if self.p_value is None else round(float(self.p_value), 6)
+        self.power = None if self.power is None else round(float(self.power), 4)
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _task_checks(
     tasks: list[str], eval_json: dict, production: dict | None, cfg: GateConfig, pairs: dict[str, Paired]
 ) -> list[Check]:
     prod_tasks = list(production.get("tasks", [])) if production else []
-    prod_eval = (production or {}).get("eval") or {}
+    prod_eval = _dict((production or {}).get("eval"))
     checks = []
     for task in prod_tasks:
         if task not in tasks:  # production would silently lose this expert
@@ -148,7 +150,7 @@ def _task_checks(
                 )
             )
     for task in tasks:
-        entry = (eval_json.get("tasks") or {}).get(task)
+        entry = _dict(eval_json.get("tasks")).get(task)
         acc = _number(entry.get("accuracy")) if isinstance(entry, dict) else None
         if acc is None:
             checks.append(
@@ -163,7 +165,7 @@ def _task_checks(
             continue
         stats = _accuracy_stats(entry, acc)
         if production and task in prod_tasks:
-            before = _number(((prod_eval.get("tasks") or {}).get(task) or {}).get("accuracy"))
+            before = _number(_dict(_dict(prod_eval.get("tasks")).get(task)).get("accuracy"))
             if before is None:
                 checks.append(
                     Check(
@@ -175,7 +177,9 @@ def _task_checks(
                     )
                 )
                 continue
-            checks.append(_prior_check(task, acc, before, cfg, pairs.get(task), stats))
+            n_before = _dict(_dict(prod_eval.get("tasks")).get(task)).get("n")
+            n_before = n_before if isinstance(n_before, int) and not isinstance(n_before, bool) else None
+            checks.append(_prior_check(task, acc, before, n_before, cfg, pairs.get(task), stats))
         elif production:
             floor = cfg.min_new_task_accuracy
             checks.append(Check(f"new_task:{task}", acc >= floor, acc, floor, f"new task {task}: {acc:.3f}", **stats))
@@ -194,34 +198,36 @@ def _task_checks(
     return checks
 
 
-def _prior_check(task: str, acc: float, before: float, cfg: GateConfig, paired: Paired | None, stats: dict) -> Check:
-    """A prior task fails when it lost more than max_prior_drop AND, where production's answers to the same
-    questions are known, a one-sided paired McNemar test says the loss is real (p < alpha)."""
-    floor = before - cfg.max_prior_drop
+def _prior_check(
+    task: str, acc: float, before: float, n_before: int | None, cfg: GateConfig, paired: Paired | None, stats: dict
+) -> Check:
+    """A prior task passes only when the candidate SHOWS, at alpha, that it lost less than max_prior_drop
+    (non-inferiority): on production's recorded answers to the same questions where they exist (Tango's paired
+    score test), else on the two accuracies (Newcombe's bound). Too few questions to show it is a failure, and the
+    detail says the test's power at this n."""
+    margin, alpha = cfg.max_prior_drop, cfg.alpha
     drop = before - acc
-    head = f"{task}: {acc:.3f} now vs {before:.3f} in production (drop {drop:+.3f}, allowed {cfg.max_prior_drop:g})"
-    if paired is None or paired.n == 0:
-        return Check(
-            f"prior_task:{task}",
-            acc >= floor,
-            acc,
-            floor,
-            head + "; no paired answers from production: threshold rule only",
-            **stats,
-        )
-    significant = paired.p_value < cfg.alpha
-    passed = acc >= floor or not significant
+    head = f"{task}: {acc:.3f} now vs {before:.3f} in production (drop {drop:+.3f}, allowed {margin:g})"
+    if paired is not None and paired.n > 0:
+        test = paired_noninferiority(paired, margin, alpha)
+        data = f"paired on {paired.n} questions: {paired.lost} now wrong, {paired.gained} now right"
+    else:
+        n_after = stats.get("n") or 0
+        test = unpaired_noninferiority(before, n_before or 0, acc, n_after, margin, alpha)
+        data = f"no paired answers from production; {n_before or 0} vs {n_after} questions"
+    passed = test.p_value < alpha
     why = (
-        f"; paired on {paired.n} questions: {paired.lost} now wrong, {paired.gained} now right, one-sided McNemar "
-        f"p={paired.p_value:.3g} {'<' if significant else '>='} alpha {cfg.alpha:g}"
+        f"; {data}; non-inferiority ({test.method}): drop <= {test.drop_upper:.3f} at {1 - alpha:.0%}, "
+        f"p={test.p_value:.3g} {'<' if passed else '>='} alpha {alpha:g}"
+        + ("" if passed else f" (not shown; power at this n {test.power:.0%} for a candidate with no real drop)")
     )
-    if acc < floor and not significant:
-        why += " (a drop within noise: passes)"
-    return Check(f"prior_task:{task}", passed, acc, floor, head + why, p_value=paired.p_value, **stats)
+    return Check(
+        f"prior_task:{task}", passed, acc, before - margin, head + why, p_value=test.p_value, power=test.power, **stats
+    )
 
 
 def _language_check(eval_json: dict, cfg: GateConfig) -> Check:
-    lang = eval_json.get("language") or {}
+    lang = _dict(eval_json.get("language"))
     base, candidate = _number(lang.get("base_accuracy")), _number(lang.get("accuracy"))
     if base is None or candidate is None:
         return Check(
@@ -247,7 +253,7 @@ def _validation_check(tasks: list[str], validation_dir: Path) -> Check:
         report = Path(validation_dir) / f"{task}.json"
         if not report.exists():
             missing.append(task)
-        elif not json.loads(report.read_text()).get("passed"):
+        elif _read_json(report).get("passed") is not True:  # unreadable or malformed counts as failed
             failed.append(task)
     ok = not (missing or failed)
     return Check(
@@ -259,14 +265,38 @@ def _validation_check(tasks: list[str], validation_dir: Path) -> Check:
     )
 
 
+def _dict(value) -> dict:
+    """`value` when it is a JSON object, else {}: a malformed input fails its check instead of crashing the gate."""
+    return value if isinstance(value, dict) else {}
+
+
+def _has_hashes(stage) -> bool:
+    outs = _dict(stage).get("outs")
+    return isinstance(outs, list) and any(_dict(o).get("md5") for o in outs)
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from a file, or {} when it is unreadable or not an object (the caller fails closed)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _dvc_state_check(dvc_lock: Path, tasks: list[str]) -> Check:
     """Every stage the candidate comes from must be recorded with hashes in dvc.lock (its lineage)."""
     if not Path(dvc_lock).exists():
         unknown = ["dvc.lock"]
     else:
-        stages = (yaml.safe_load(Path(dvc_lock).read_text()) or {}).get("stages", {})
+        try:
+            lock = yaml.safe_load(Path(dvc_lock).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            lock = None
+        stages = lock.get("stages") if isinstance(lock, dict) else None
+        stages = stages if isinstance(stages, dict) else {}
         wanted = ["base", "train_router"] + [f"train_expert@{t}" for t in tasks] + [f"validate@{t}" for t in tasks]
-        unknown = [s for s in wanted if not any(o.get("md5") for o in (stages.get(s, {}).get("outs") or []))]
+        unknown = [s for s in wanted if not _has_hashes(stages.get(s))]
     return Check(
         "data_state_known",
         not unknown,
@@ -329,8 +359,9 @@ def evaluate_gate(
             "source": "production's manifest where stricter, else params.yaml" if production else "params.yaml",
             "loosened": loosened,
             "tightened": tightened,
-            "prior_task_rule": "fail when drop > max_prior_drop and the paired one-sided McNemar p < alpha "
-            "(threshold rule alone when production's answers are not recorded)",
+            "prior_task_rule": "non-inferiority: pass only when a one-sided test shows, at alpha, that the drop is "
+            "below max_prior_drop (Tango's paired score test on production's recorded answers, else Newcombe's "
+            "bound on the two accuracies); each check states the test's power at its n",
         },
         examples={t: v for t, v in (examples or {}).items() if t in failing},
     )

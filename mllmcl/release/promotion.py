@@ -11,9 +11,10 @@ from pathlib import Path
 from mllmcl.config import Params
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
-from mllmcl.release.candidate import candidate_files
+from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
+from mllmcl.release.evidence import StaleEvaluation, require_current
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, reproducibility_problems
-from mllmcl.release.registry import Registry, candidate_id
+from mllmcl.release.registry import PromotionConflict, Registry
 
 
 class PromotionRefused(UserError):
@@ -66,14 +67,16 @@ def build_manifest(
 ) -> dict:
     """A version's manifest: tasks, base, params, git and dvc.lock lineage, eval and gate results, and whether (and why)
     the promotion was forced or approved."""
+    evaluation = _load(paths.eval_json) or {}
+    judged_base = (evaluation.get("judged") or {}).get("base") or {}
     return {
         "tasks": list(params.tasks),
-        "base": {"build": params.base.build, "name_or_path": params.base.name_or_path},
+        "base": {"build": params.base.build, "name_or_path": params.base.name_or_path, **judged_base},
         "params": params.dump(),
         "git_commit": git_commit(paths.root),
         "git_dirty": git_dirty(paths.root),
         "dvc_lock": dvc_lock_hashes(paths.dvc_lock),
-        "eval": _load(paths.eval_json),
+        "eval": evaluation or None,
         "gate": _load(paths.gate_json),
         "forced": forced,
         "reason": reason,
@@ -117,11 +120,21 @@ def promote_candidate(
         raise PromotionRefused(f"{paths.gate_json}: no gate result (run the pipeline first)")
     require_promotable(gate, force=force, reason=reason, what=f"candidate {gate.get('candidate')}")
     files = candidate_files(params, paths)
-    version = candidate_id(files)
+    evaluation = _load(paths.eval_json)
+    if evaluation is None:
+        raise PromotionRefused(f"{paths.eval_json}: no evaluation result (run the pipeline first)")
+    judged = workspace_fingerprint(params, paths)
+    require_current(evaluation, judged, where=paths.eval_json)
+    version = judged["candidate"]
     if gate.get("candidate") != version:
         raise PromotionRefused(
             f"the gate judged {gate.get('candidate')} but the workspace holds {version}: "
             "re-run the gate (`dvc repro` or `mllmcl gate`) before promoting"
+        )
+    if gate.get("evaluation_sha256") != eval_digest(paths.eval_json):
+        raise StaleEvaluation(
+            f"{paths.gate_json}: the gate judged another {paths.eval_json} than the one here: re-run the gate "
+            "(`dvc repro gate` or `mllmcl gate`) before promoting"
         )
     registry = Registry.from_params(params, paths.root)
     current = registry.alias(alias)
@@ -143,16 +156,52 @@ def promote_candidate(
             params, paths, forced=forced, reason=reason, approved_by=approved_by, problems=problems
         )
         registry.publish(version, {**files, **report_files(paths)}, manifest)
-    registry.promote(version, alias, reason=reason or f"gate {gate['decision']}", by=approved_by, forced=forced)
+    if not published:  # publish verified its uploads; an older version is read back: never promote a corrupt one
+        registry.verify(version)
+    registry.promote(  # one compare-and-swap against exactly the production the gate judged
+        version,
+        alias,
+        reason=reason or f"gate {gate['decision']}",
+        by=approved_by,
+        forced=forced,
+        expected=gate.get("baseline"),
+    )
     return Promotion(version, alias, published=published, moved=True, problems=problems)
+
+
+def version_evidence_problem(manifest: dict) -> str | None:
+    """Why a published version's evaluation does not describe its own files (None when it does): the evaluation
+    names no files, another candidate, or files whose sha256 differ from the version's."""
+    judged = (manifest.get("eval") or {}).get("judged")
+    version = manifest.get("version")
+    if not isinstance(judged, dict) or not isinstance(judged.get("files"), dict):
+        return f"version {version}: its evaluation records no files it judged (published by an older mllmcl)"
+    stored = {rel: (meta or {}).get("sha256") for rel, meta in (manifest.get("files") or {}).items()}
+    differ = sorted(rel for rel, sha in judged["files"].items() if stored.get(rel) != sha)
+    if judged.get("candidate") != version or differ:
+        return f"version {version}: its evaluation judged {judged.get('candidate')} ({', '.join(differ[:4]) or 'ids'} differ)"
+    return None
 
 
 def promote_version(
     registry: Registry, version: str, *, alias: str = "production", force: bool = False, reason: str = ""
 ) -> str:
-    """Move `alias` to an already published version, under the same rule as a workspace candidate."""
-    manifest = registry.manifest(version)
-    require_promotable(manifest.get("gate"), force=force, reason=reason, what=f"version {version}")
-    forced = force and (manifest.get("gate") or {}).get("decision") != "pass"
-    registry.promote(version, alias, reason=reason, forced=forced)
+    """Move `alias` to an already published version, under the same rule as a workspace candidate: its gate passed
+    (or `force` with a reason), its evaluation judged exactly its files, every file still matches its checksum, and
+    the alias still holds the production its gate judged against (unless forced)."""
+    manifest = registry.verify(version)
+    gate = manifest.get("gate") or {}
+    require_promotable(gate, force=force, reason=reason, what=f"version {version}")
+    problem = version_evidence_problem(manifest)
+    if problem and not force:
+        raise StaleEvaluation(f"{problem}; refusing to promote (use --force --reason to override, recorded)")
+    forced = force and (gate.get("decision") != "pass" or problem is not None)
+    current = registry.alias(alias)
+    in_force = current["version"] if current else None
+    if not force and gate.get("baseline") != in_force:
+        raise PromotionConflict(
+            f"version {version}'s gate compared it with {gate.get('baseline') or 'no production'}, but {alias} is "
+            f"{in_force or 'unset'}: use `registry rollback` to go back, or --force --reason"
+        )
+    registry.promote(version, alias, reason=reason, forced=forced, expected=in_force)
     return version

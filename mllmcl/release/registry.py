@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,9 @@ class PromotionConflict(RegistryError):
     """Someone else changed the alias between our read and our write."""
 
 
+ANY = object()  # `expected` when any current alias state will do (a rollback, a test)
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -44,12 +49,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def content_id(shas: dict[str, str]) -> str:
+    """Content address of model files given their sha256s (keyed by path inside a version): equal models, equal ids."""
+    h = hashlib.sha256()
+    for rel in sorted(shas):
+        h.update(f"{rel}\0{shas[rel]}\n".encode())
+    return "v-" + h.hexdigest()[:12]
+
+
 def candidate_id(files: dict[str, Path]) -> str:
     """Content address of a candidate's model files: equal models get equal ids."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(f"{rel}\0{sha256_file(files[rel])}\n".encode())
-    return "v-" + h.hexdigest()[:12]
+    return content_id({rel: sha256_file(path) for rel, path in files.items()})
 
 
 def _now() -> str:
@@ -150,20 +160,46 @@ class Registry:
         self.manifest(version)  # raises when incomplete or unknown
         return version
 
-    def _flip(self, alias: str, make_doc) -> dict:
-        data, tag = self.store.read_with_tag(self._akey(alias))
-        current = json.loads(data) if data else None
+    def _move(self, alias: str, action: str, make_doc, *, expected=ANY, **audit) -> dict:
+        """Move an alias in one compare-and-swap against ONE read of it: refused when it no longer points at
+        `expected` (the version a gate judged against), and recorded first in the audit log, whose entry the new alias
+        document names (its anchor). A lost race voids that entry; a crash between the two writes leaves an entry
+        that `verify_audit` names as a move that never landed."""
+        key = self._akey(alias)
+        data, tag = self.store.read_with_tag(key)
+        try:
+            current = json.loads(data) if data else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RegistryError(f"{self.store.uri}/{key}: alias is not valid JSON ({e})") from None
+        in_force = current["version"] if current else None
+        if expected is not ANY and in_force != expected:
+            raise PromotionConflict(
+                f"alias '{alias}' is {in_force or 'unset'}, not {expected or 'unset'} as judged: another promotion "
+                "landed in between; nothing changed (re-run the gate against the new production)"
+            )
         doc = make_doc(current)
-        if not self.store.write_if(self._akey(alias), json.dumps(doc, indent=2).encode(), tag):
+        entry = self.audit.append(action, alias, from_version=in_force, to_version=doc["version"], **audit)
+        doc["audit"] = {"seq": entry["seq"], "sha256": entry["sha256"]}
+        if not self.store.write_if(key, json.dumps(doc, indent=2).encode(), tag):
+            self.audit.append(
+                "void", alias, from_version=None, to_version=None, voids=entry["seq"], reason="alias changed meanwhile"
+            )
             raise PromotionConflict(f"alias '{alias}' changed while promoting (another promotion won); nothing changed")
         return doc
 
     def promote(
-        self, version: str, alias: str = "production", *, reason: str = "", by: str | None = None, forced: bool = False
+        self,
+        version: str,
+        alias: str = "production",
+        *,
+        reason: str = "",
+        by: str | None = None,
+        forced: bool = False,
+        expected=ANY,
     ) -> dict:
-        """Point `alias` at a complete version (one conditional write), then record the move in the audit log."""
+        """Point `alias` at a complete version. `expected`: the version the alias must still hold (the production a
+        gate judged against; None = unset); any other state is a PromotionConflict and nothing changes."""
         manifest = self.manifest(version)  # only complete versions
-        before = self.alias(alias)
 
         def make(current):
             history = (current.get("history", []) + [current["version"]]) if current else []
@@ -177,18 +213,16 @@ class Registry:
                 "action": "promote",
             }
 
-        doc = self._flip(alias, make)
-        self.audit.append(
-            "force-promote" if forced else "promote",
+        return self._move(
             alias,
-            from_version=(before or {}).get("version"),
-            to_version=version,
+            "force-promote" if forced else "promote",
+            make,
+            expected=expected,
             reason=reason,
             forced=forced,
             by=by,
             gate_decision=(manifest.get("gate") or {}).get("decision"),
         )
-        return doc
 
     def rollback(self, alias: str = "production", *, reason: str = "", by: str | None = None) -> dict:
         """Point `alias` back at the version it held before, and record the move in the audit log."""
@@ -207,27 +241,75 @@ class Registry:
                 "rolled_back_from": current["version"],
             }
 
-        doc = self._flip(alias, make)
-        self.audit.append(
-            "rollback", alias, from_version=doc["rolled_back_from"], to_version=doc["version"], reason=reason, by=by
-        )
-        return doc
+        return self._move(alias, "rollback", make, reason=reason, by=by)
+
+    def aliases(self) -> dict[str, dict]:
+        """Every alias document, by name."""
+        prefix = f"{self.model}/aliases/"
+        names = [k[len(prefix) : -5] for k in self.store.list(prefix) if k.endswith(".json")]
+        return {name: doc for name in names if ALIAS_NAME.fullmatch(name) and (doc := self.alias(name))}
+
+    def verify_audit(self) -> list[dict]:
+        """The audit log's entries, verified as a chain AND against the anchor each alias holds, so that deleting the
+        newest entries or rewriting the whole log is detected as well as an edit (AuditError naming what)."""
+        return self.audit.verify(self.aliases())
 
     # --- loading -----------------------------------------------------------------------------------------
+    def verify(self, version: str) -> dict:
+        """Read every file of a version back from the store and check it against the manifest (a RegistryError names
+        the first object that differs); returns the manifest. Promotion calls this: production never points at a
+        version that cannot be loaded."""
+        manifest = self.manifest(version)
+        for rel, meta in (manifest.get("files") or {}).items():
+            try:
+                data = self.store.get_bytes(self._vkey(version, rel))
+            except StoreError as e:
+                raise RegistryError(f"version {version} cannot be promoted: {e}") from None
+            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                raise RegistryError(
+                    f"{self.store.uri}/{self._vkey(version, rel)}: checksum mismatch (corrupted object): version "
+                    f"{version} cannot be promoted"
+                )
+        return manifest
+
     def materialize(self, ref: str, dest: Path) -> Path:
-        """Download a version into dest/<version>/ and verify every file against the manifest."""
+        """Download a version into dest/<version>/ and verify every file against the manifest. Every path stays inside
+        that folder (a manifest naming `../x` is refused before anything is written), and every file lands by an
+        atomic rename from a unique temporary name, so several processes can share one cache."""
         version = self.resolve(ref)
         manifest = self.manifest(version)
-        out = Path(dest) / version
+        out = (Path(dest) / version).resolve()
+        targets = {}
+        for rel in manifest.get("files") or {}:
+            target = (out / rel).resolve()
+            if not isinstance(rel, str) or not rel or not target.is_relative_to(out) or target == out:
+                raise RegistryError(
+                    f"{self.store.uri}/{self._vkey(version, MANIFEST)}: file {rel!r} escapes the version"
+                )
+            targets[rel] = target
         for rel, meta in manifest["files"].items():
-            target = out / rel
-            if not (target.exists() and sha256_file(target) == meta["sha256"]):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.store.get_bytes(self._vkey(version, rel)))
-            if sha256_file(target) != meta["sha256"]:
-                target.unlink()
+            target = targets[rel]
+            if target.is_file() and sha256_file(target) == meta["sha256"]:
+                continue
+            data = self.store.get_bytes(self._vkey(version, rel))
+            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
                 raise RegistryError(
                     f"{self.store.uri}/{self._vkey(version, rel)}: checksum mismatch "
                     f"(corrupted object; expected sha256 {meta['sha256'][:12]}...)"
                 )
+            atomic_write(target, data)
         return out
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a unique temporary file beside it, then a rename (readers and other writers
+    never see a partial file, and never delete one another's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -71,7 +71,15 @@ def load_served(params: Params, root: Path, ref: str = WORKSPACE, *, version: st
     version = version or resolve_ref(params, paths.root, ref, registry)
     model_dir = registry.materialize(version, paths.registry_cache)
     manifest = registry.manifest(version)
-    base = str(model_dir / "base") if (model_dir / "base").is_dir() else resolve_base(params.base, paths.base)
+    if (model_dir / "base").is_dir():  # the version carries its base: checked with its other files
+        base = str(model_dir / "base")
+    else:  # a base from params: it must be the one the version was gated on
+        from mllmcl.model.loading import base_identity
+        from mllmcl.release.evidence import require_same_base
+
+        base = resolve_base(params.base, paths.base)
+        current = {**base_identity(params.base, paths.base), "name_or_path": base}
+        require_same_base(manifest.get("base"), current, what=f"version {version}")
     model = RoutedModel.from_dir(model_dir, base_path=base, trust_remote_code=trust)
     tasks = list(manifest.get("tasks") or model.experts)
     return Served(model, version, tasks, manifest.get("base") or base_info, ref)

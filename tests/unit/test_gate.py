@@ -11,6 +11,7 @@ import yaml
 from mllmcl.config import GateConfig
 from mllmcl.release.gate import evaluate_gate
 from mllmcl.release.report import render_html, render_markdown
+from mllmcl.release.stats import paired_test
 
 TASKS = ["rs", "med", "ad"]
 CFG = GateConfig(
@@ -45,7 +46,7 @@ def env(tmp_path):
     return tmp_path
 
 
-def _gate(env, eval_json, production=None):
+def _gate(env, eval_json, production=None, pairs=None):
     return evaluate_gate(
         eval_json,
         production,
@@ -55,23 +56,32 @@ def _gate(env, eval_json, production=None):
         validation_dir=env / "validation",
         dvc_lock=env / "dvc.lock",
         history=[production] if production else [],
+        pairs=pairs,
     ).to_json()
 
 
 PRODUCTION = {"version": "v-prod", "tasks": ["rs", "med"], "eval": _eval({"rs": 0.9, "med": 0.85})}
 
 
+def _same_answers(n: int, correct: int):
+    answers = {f"q{i}": i < correct for i in range(n)}
+    return paired_test(answers, dict(answers))
+
+
 def test_a_good_candidate_passes(env):
-    gate = _gate(env, _eval({"rs": 0.9, "med": 0.84, "ad": 0.8}), PRODUCTION)
+    """Prior tasks answered as production answered them (paired, n=100) show non-inferiority at a 0.03 margin."""
+    same = {"rs": _same_answers(100, 90), "med": _same_answers(100, 85)}
+    gate = _gate(env, _eval({"rs": 0.9, "med": 0.85, "ad": 0.8}), PRODUCTION, pairs=same)
     assert gate["decision"] == "pass", gate["checks"]
     assert gate["baseline"] == "v-prod"
     names = {c["name"] for c in gate["checks"]}
     assert {"prior_task:rs", "prior_task:med", "new_task:ad", "router_accuracy", "language_degradation"} <= names
-    assert gate["metrics"]["matrix"][-1] == [0.9, 0.84, 0.8]
+    assert gate["metrics"]["matrix"][-1] == [0.9, 0.85, 0.8]
 
 
 def test_a_planted_regression_on_an_earlier_task_fails_naming_it(env):
-    gate = _gate(env, _eval({"rs": 0.9, "med": 0.40, "ad": 0.8}), PRODUCTION)
+    same = {"rs": _same_answers(100, 90)}
+    gate = _gate(env, _eval({"rs": 0.9, "med": 0.40, "ad": 0.8}), PRODUCTION, pairs=same)
     assert gate["decision"] == "fail"
     failed = [c for c in gate["checks"] if not c["passed"]]
     assert [c["name"] for c in failed] == ["prior_task:med"]

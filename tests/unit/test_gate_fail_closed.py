@@ -13,6 +13,7 @@ import yaml
 
 from mllmcl.config import GateConfig
 from mllmcl.release.gate import evaluate_gate
+from mllmcl.release.stats import paired_test
 
 TASKS = ["rs", "med", "ad"]
 CFG = GateConfig()  # the defaults: every threshold non-zero
@@ -47,7 +48,23 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def unchanged_answers(production: dict | None, eval_json: dict) -> dict:
+    """Production's recorded answers and the candidate's on the same questions, disagreeing no more than the two
+    accuracies force (what an expert that was not retrained gives): the paired evidence the gate normally has."""
+    pairs = {}
+    for task in (production or {}).get("tasks", []):
+        before = ((production.get("eval") or {}).get("tasks") or {}).get(task, {}).get("accuracy")
+        entry = (eval_json.get("tasks") or {}).get(task)
+        if not isinstance(before, float) or not isinstance(entry, dict) or not isinstance(entry.get("accuracy"), float):
+            continue
+        n = entry.get("n", 100)
+        prod = {f"q{i}": i < round(before * n) for i in range(n)}
+        pairs[task] = paired_test(prod, {f"q{i}": i < round(entry["accuracy"] * n) for i in range(n)})
+    return pairs
+
+
 def gate(project: Path, eval_json: dict, production: dict | None = None, tasks=TASKS, cfg: GateConfig = CFG, **kw):
+    kw.setdefault("pairs", unchanged_answers(production, eval_json))
     return evaluate_gate(
         eval_json,
         production,
@@ -178,8 +195,10 @@ def test_a_planted_regression_on_a_prior_task_fails_naming_it(project):
     assert "0.850" in c.detail
 
 
-def test_a_drop_within_the_limit_passes(project):
-    e = good_eval({"rs": 0.90, "med": 0.83, "ad": 0.80})  # -0.02 with a 0.03 allowance
+def test_a_drop_within_the_limit_passes_when_enough_questions_show_it(project):
+    e = good_eval({"rs": 0.90, "med": 0.84, "ad": 0.80})  # -0.01 with a 0.03 allowance
+    for t in ("rs", "med"):
+        e["tasks"][t]["n"] = 1000  # 10 of 1000 answers lost: the drop's upper bound is 0.017
     assert gate(project, e, PRODUCTION, cfg=GateConfig(max_prior_drop=0.03)).passed
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from mllmcl.config import parse_params
 from mllmcl.paths import ProjectPaths
-from mllmcl.release.candidate import candidate_files
+from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
 from mllmcl.release.promotion import PromotionRefused, promote_candidate
 from mllmcl.release.registry import Registry, candidate_id
 
@@ -25,11 +25,15 @@ def _workspace(root, tag: str):
 
 
 def _gate(paths, params, baseline):
+    """What `evaluate` and `gate` leave behind: an evaluation naming the files it judged, and a passing decision on
+    exactly that evaluation."""
+    judged = workspace_fingerprint(params, paths)
+    paths.eval_json.parent.mkdir(parents=True, exist_ok=True)
+    paths.eval_json.write_text(json.dumps({"tasks": {"rs": {"accuracy": 0.9, "n": 10}}, "judged": judged}))
     version = candidate_id(candidate_files(params, paths))
-    paths.gate_json.parent.mkdir(parents=True, exist_ok=True)
-    paths.gate_json.write_text(
-        json.dumps({"decision": "pass", "candidate": version, "baseline": baseline, "checks": []})
-    )
+    assert version == judged["candidate"]
+    gate = {"decision": "pass", "candidate": version, "baseline": baseline, "checks": []}
+    paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": eval_digest(paths.eval_json)}))
     return version
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from mllmcl.release.audit import AuditError
-from mllmcl.release.registry import PromotionConflict, Registry, RegistryError, candidate_id
+from mllmcl.release.registry import PromotionConflict, Registry, RegistryError, candidate_id, sha256_file
 from mllmcl.release.storage import LocalStore, S3Store, StoreError
 from tests.conftest import BUCKET
 
@@ -32,12 +32,16 @@ def _files(tmp_path, tag: str, n: int = 3) -> dict:
     return out
 
 
-def _publish(reg, tmp_path, tag):
+def _judged(files: dict) -> dict:
+    """An evaluation's record of the files it judged (what `evaluate` writes into eval.json)."""
+    return {"candidate": candidate_id(files), "files": {rel: sha256_file(p) for rel, p in files.items()}}
+
+
+def _publish(reg, tmp_path, tag, gate=None):
     files = _files(tmp_path, tag)
     version = candidate_id(files)
-    reg.publish(
-        version, files, {"tasks": ["t0"], "eval": {"tasks": {"t0": {"accuracy": 0.9}}}, "gate": {"decision": "pass"}}
-    )
+    evaluation = {"tasks": {"t0": {"accuracy": 0.9}}, "judged": _judged(files)}
+    reg.publish(version, files, {"tasks": ["t0"], "eval": evaluation, "gate": gate or {"decision": "pass"}})
     return version
 
 
@@ -182,9 +186,7 @@ def test_cli_lists_shows_and_promotes_published_versions_under_the_gate_rule(tmp
     _cli_project(tmp_path, "pass")
     reg = Registry(LocalStore(tmp_path / "reg"), "m")
     good = _publish(reg, tmp_path, "good")
-    bad_files = _files(tmp_path, "bad")
-    bad = candidate_id(bad_files)
-    reg.publish(bad, bad_files, {"tasks": ["t0"], "gate": {"decision": "fail", "checks": []}})
+    bad = _publish(reg, tmp_path, "bad", gate={"decision": "fail", "checks": [], "baseline": None})
     root = ["--root", str(tmp_path)]
     assert main(["registry", "promote", good, *root]) == 0
     assert capsys.readouterr().out.strip() == f"production -> {good}"
@@ -304,7 +306,11 @@ def test_history_command_lists_and_verifies(tmp_path, capsys):
     reg.promote(v1, reason="first")
     assert main(["registry", "history", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert f"promote       production - -> {v1}" in out and "reason: first" in out and "checksum chain verified" in out
+    assert (
+        f"promote       production - -> {v1}" in out
+        and "reason: first" in out
+        and "checksum chain and alias anchors verified" in out
+    )
     (tmp_path / "reg/m/audit/00000001.json").write_text("{}")
     assert main(["registry", "history", "--root", str(tmp_path)]) == 2
     assert "00000001.json" in capsys.readouterr().err

@@ -137,18 +137,24 @@ def _warn_unreproducible(problems: list[str]) -> None:
 
 def _history(args) -> int:
     _, reg = _open(args)
-    entries = reg.audit.entries()  # verified: a tampered log is an error naming the entry
+    entries = reg.verify_audit()  # verified chain and anchors: a tampered log is an error naming the entry
     if not entries:
         print(f"no promotions recorded in {reg.store.uri}")
     for e in entries:
-        moved = f"{e['from'] or '-'} -> {e['to']}"
+        moved = f"{e['from'] or '-'} -> {e['to'] or '-'}"
         print(
             f"{e['seq']:4d}  {e['at'][:19]}  {e['action']:13s} {e['alias']:10s} {moved:32s} {e['by']}"
             + (f"  gate={e['gate_decision']}" if e.get("gate_decision") else "")
-            + (f"  reason: {e['reason']}" if e.get("reason") else "")
+            + (f"  reason: {_one_line(e['reason'])}" if e.get("reason") else "")
+            + (f"  (entry {e['voids']} did not land)" if e.get("voids") else "")
         )
-    print(f"{len(entries)} entries, checksum chain verified")
+    print(f"{len(entries)} entries, checksum chain and alias anchors verified")
     return 0
+
+
+def _one_line(text: str) -> str:
+    """A logged free-text field on one line: control characters escaped, so a reason cannot forge an extra entry."""
+    return json.dumps(str(text), ensure_ascii=False)[1:-1]
 
 
 def _rollback(args) -> int:
