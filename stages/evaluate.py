@@ -9,19 +9,12 @@ def main(args) -> int:
     from mllmcl.continual.evaluation import evaluate_system, experts_report
     from mllmcl.continual.inference import RoutedModel
     from mllmcl.model.loading import resolve_base
-    from mllmcl.release.evidence import fingerprint
+    from mllmcl.release.evidence import as_record, inputs_to_evaluate
 
     params, paths = context(args)
     base, experts, router = args.base or paths.base, args.experts or paths.experts, args.router or paths.router
     tasks_dir = args.tasks_dir or paths.tasks_dir
-    judged = fingerprint(  # hashed before loading: the result names exactly the files it measured
-        params,
-        base_dir=base,
-        experts_dir=experts,
-        router_dir=router,
-        tasks_dir=tasks_dir,
-        language_suite=params.router.base_suite,
-    )
+    judged = inputs_to_evaluate(params, base_dir=base, experts_dir=experts, router_dir=router, tasks_dir=tasks_dir)
     model = RoutedModel(
         resolve_base(params.base, base), experts, router, trust_remote_code=params.base.trust_remote_code
     )
@@ -34,7 +27,7 @@ def main(args) -> int:
         language_suite=params.router.base_suite,
         batch_size=params.evaluate.batch_size,
     )
-    write_json(args.metrics or paths.eval_json, {**result.to_json(), "judged": judged})
+    write_json(args.metrics or paths.eval_json, {**result.to_json(), "judged": as_record(judged)})
     write_json(
         args.experts_report or paths.experts_report,
         experts_report(params.tasks, experts_dir=experts, router_dir=router, base_dir=base),

@@ -36,7 +36,9 @@ def tiny_params(tasks: list[str]) -> dict:
     p["router"].update(samples_per_task=24, base_samples=48, eval_samples_per_task=16)
     # Real thresholds, set below what this tiny model reaches (experts 0.68-0.87, router 0.97-1.0; zero-shot
     # 0.03-0.13) so that the gate's verdicts in these tests come from the model, never from a zeroed policy.
-    p["gate"].update(min_task_accuracy=0.6, min_new_task_accuracy=0.6, min_router_accuracy=0.9, max_prior_drop=0.05)
+    # max_prior_drop 0.15: a prior task must SHOW non-inferiority on its 60 test questions, and at 0.05 even identical
+    # answers cannot (p = 0.038, one lost answer fails); at 0.15 up to 4 lost answers pass, a routing collapse never.
+    p["gate"].update(min_task_accuracy=0.6, min_new_task_accuracy=0.6, min_router_accuracy=0.9, max_prior_drop=0.15)
     p["storage"]["dvc_remote"] = None  # tests that need a remote configure one
     p["compute"] = {"threads": 1}
     return p

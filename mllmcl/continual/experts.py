@@ -17,7 +17,7 @@ from mllmcl.model.adapters import lora_config, new_adapter, save_adapter
 from mllmcl.model.batching import encode_records
 from mllmcl.model.compute import is_main_process
 from mllmcl.model.generation import score_records
-from mllmcl.model.loading import Prompting, load_base, resolve_base
+from mllmcl.model.loading import Prompting, base_identity, load_base, resolve_base
 from mllmcl.model.training import EarlyStopping, TrainStats, train
 
 STATS_FILE = "train_stats.json"
@@ -38,6 +38,7 @@ class ExpertStats:
     expert_eval_seconds: float | None = None
     n_validation: int = 0  # training records held out for early stopping
     overrides: dict | None = None  # the task's own `expert:` settings from its spec (meta.json)
+    base: dict | None = None  # the base it was trained on (model.loading.base_identity): evaluate refuses another
 
     def to_json(self) -> dict:
         """Flat, as train_stats.json has always been (training fields at the top level)."""
@@ -199,6 +200,7 @@ def train_expert(
         expert_eval_seconds=round(expert_eval_seconds, 3),
         n_validation=len(validation),
         overrides=applied_overrides(data_dir, budget_scale) or None,  # what this run trained with
+        base=base_identity(params.base, Path(base_dir)),
     )
     save_adapter(peft_model, out_dir, result.to_json(), STATS_FILE)
     return result

@@ -364,7 +364,7 @@ def train_router(
     `out_dir`. `embedding_cache`: a folder keeping the base's image embeddings for the open-set profile between runs
     (`mllmcl/continual/embedding_cache.py`)."""
     from mllmcl.model.adapters import save_adapter
-    from mllmcl.model.loading import resolve_base
+    from mllmcl.model.loading import base_identity, resolve_base
 
     cfg = params.router
     base = resolve_base(params.base, base_dir)
@@ -379,6 +379,7 @@ def train_router(
     result = {**stats.to_json(), **evaluate_router(router, held_out, tasks_dir), "open_set": open_set_stats}
     result.update(
         tasks=list(tasks),
+        base=base_identity(params.base, Path(base_dir)),  # evaluate refuses the router on another base
         samples_per_task=cfg.samples_per_task,
         base_samples=cfg.base_samples,
         question_swaps=cfg.question_swaps,

@@ -75,6 +75,35 @@ def fingerprint(
     }
 
 
+RECORD_MAPS = ("files", "base", "test_sets")
+
+
+def as_record(fp: dict) -> dict:
+    """The fingerprint as eval.json keeps it: its maps as sorted [key, value] pairs, so that `dvc metrics show`
+    (which prints every scalar of a metrics file, and skips lists) shows one column of it, `judged.candidate`."""
+    return {
+        "candidate": fp["candidate"],
+        **{k: sorted([key, v] for key, v in (fp.get(k) or {}).items()) for k in RECORD_MAPS},
+    }
+
+
+def recorded(evaluation: dict | None) -> dict | None:
+    """The fingerprint an evaluation result recorded (either form), or None when it records none or a malformed one."""
+    judged = (evaluation or {}).get("judged") if isinstance(evaluation, dict) else None
+    if not isinstance(judged, dict) or not isinstance(judged.get("candidate"), str):
+        return None
+    out = {"candidate": judged["candidate"]}
+    for key in RECORD_MAPS:
+        value = judged.get(key)
+        try:
+            out[key] = dict(value) if isinstance(value, list) else value if isinstance(value, dict) else None
+        except (TypeError, ValueError):
+            return None
+        if out[key] is None and key == "files":
+            return None
+    return out
+
+
 def differences(recorded: dict, current: dict) -> list[str]:
     """What differs between two `judged` records, one short phrase each (files changed, added or removed; the base;
     a test set), in a stable order."""
@@ -100,18 +129,18 @@ def differences(recorded: dict, current: dict) -> list[str]:
 
 def require_current(eval_json: dict, current: dict, *, where: Path | str) -> None:
     """Refuse an evaluation that judged other files than `current` (the workspace's or a version's), in one line."""
-    recorded = eval_json.get("judged")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
+    judged = recorded(eval_json)
+    if judged is None:
         raise StaleEvaluation(f"{where}: records no files it judged (made by an older mllmcl); {RERUN}")
-    diff = differences(recorded, current)
+    diff = differences(judged, current)
     if diff:
         raise StaleEvaluation(
-            f"{where}: stale, it judged {recorded.get('candidate')} but the files are {current.get('candidate')} "
+            f"{where}: stale, it judged {judged['candidate']} but the files are {current.get('candidate')} "
             f"({'; '.join(diff)}); {RERUN}"
         )
 
 
-def require_same_base(recorded: dict | None, current: dict, *, what: str) -> None:
+def require_same_base(recorded: dict | None, current: dict, *, what: str, verb: str = "gated on") -> None:
     """Refuse to load a registry version on another base than the one it was gated on (its experts and router are
     deltas of that base's weights): the weights' sha256 where the base is a local folder, else the hub id."""
     recorded = recorded or {}
@@ -125,6 +154,38 @@ def require_same_base(recorded: dict | None, current: dict, *, what: str) -> Non
         return f"sha256 {digest[:12]}..." if digest else f"{side.get('name_or_path')!r} (no digest recorded)"
 
     raise StaleEvaluation(
-        f"{what} was gated on base {name(recorded, old)}, but the base here is {name(current, new)}: load it on the "
-        "base it was trained on (`base:` in params.yaml), or re-run the pipeline on this one"
+        f"{what} was {verb} base {name(recorded, old)}, but the base here is {name(current, new)}: use the base it "
+        "was trained on (`base:` in params.yaml), or re-run the pipeline on this one"
+    )
+
+
+def require_trained_on(current: dict, stats_files: dict[str, Path]) -> None:
+    """Refuse to evaluate experts or a router trained on another base than `current` (each names the base it was
+    trained on in its stats file): an adapter's deltas mean nothing on other weights."""
+    for what, path in stats_files.items():
+        try:
+            base = json.loads(Path(path).read_text(encoding="utf-8")).get("base")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            base = None
+        require_same_base(base if isinstance(base, dict) else None, current, what=what, verb="trained on")
+
+
+def inputs_to_evaluate(params: Params, *, base_dir: Path, experts_dir: Path, router_dir: Path, tasks_dir: Path) -> dict:
+    """What `evaluate` does before it loads anything: refuse experts or a router trained on another base, then hash
+    exactly the files it is about to measure (the `judged` record it writes into eval.json)."""
+    from mllmcl.continual.experts import STATS_FILE as EXPERT_STATS
+    from mllmcl.continual.router import STATS_FILE as ROUTER_STATS
+    from mllmcl.model.loading import resolve_base
+
+    adapters = {f"expert {t} ({Path(experts_dir) / t})": Path(experts_dir) / t / EXPERT_STATS for t in params.tasks}
+    adapters[f"router ({router_dir})"] = Path(router_dir) / ROUTER_STATS
+    where = resolve_base(params.base, Path(base_dir))
+    require_trained_on({**base_identity(params.base, Path(base_dir)), "name_or_path": where}, adapters)
+    return fingerprint(
+        params,
+        base_dir=base_dir,
+        experts_dir=experts_dir,
+        router_dir=router_dir,
+        tasks_dir=tasks_dir,
+        language_suite=params.router.base_suite,
     )

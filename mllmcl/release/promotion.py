@@ -12,7 +12,7 @@ from mllmcl.config import Params
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
 from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
-from mllmcl.release.evidence import StaleEvaluation, require_current
+from mllmcl.release.evidence import StaleEvaluation, recorded, require_current
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, reproducibility_problems
 from mllmcl.release.registry import PromotionConflict, Registry
 
@@ -68,7 +68,7 @@ def build_manifest(
     """A version's manifest: tasks, base, params, git and dvc.lock lineage, eval and gate results, and whether (and why)
     the promotion was forced or approved."""
     evaluation = _load(paths.eval_json) or {}
-    judged_base = (evaluation.get("judged") or {}).get("base") or {}
+    judged_base = (recorded(evaluation) or {}).get("base") or {}
     return {
         "tasks": list(params.tasks),
         "base": {"build": params.base.build, "name_or_path": params.base.name_or_path, **judged_base},
@@ -172,9 +172,9 @@ def promote_candidate(
 def version_evidence_problem(manifest: dict) -> str | None:
     """Why a published version's evaluation does not describe its own files (None when it does): the evaluation
     names no files, another candidate, or files whose sha256 differ from the version's."""
-    judged = (manifest.get("eval") or {}).get("judged")
+    judged = recorded(manifest.get("eval"))
     version = manifest.get("version")
-    if not isinstance(judged, dict) or not isinstance(judged.get("files"), dict):
+    if judged is None:
         return f"version {version}: its evaluation records no files it judged (published by an older mllmcl)"
     stored = {rel: (meta or {}).get("sha256") for rel, meta in (manifest.get("files") or {}).items()}
     differ = sorted(rel for rel, sha in judged["files"].items() if stored.get(rel) != sha)

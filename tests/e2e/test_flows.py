@@ -60,19 +60,16 @@ def test_a_failed_gate_ends_the_run_rejected_and_promotes_nothing(project):
         pp.dvc(project, "repro")
 
 
-def test_flow_overhead_over_plain_dvc_repro_on_a_cached_pipeline(project, tmp_path):
+def test_a_flow_on_a_cached_pipeline_reruns_nothing_and_moves_nothing(project):
+    """A scheduled run with nothing new checks every DAG stage, runs none, and leaves production where it was (its
+    overhead over a plain `dvc repro` is a timing, for a benchmark, not a test)."""
     from flows.continual_stage import continual_stage
 
-    t0 = time.perf_counter()
-    pp.dvc(project, "repro")
-    plain = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    before = _registry(project).alias("production")
     summary = continual_stage(root=str(project), push=False)
-    flow = time.perf_counter() - t0
-    assert summary["ran"] == []
-    out = {"plain_dvc_repro_s": round(plain, 2), "flow_s": round(flow, 2), "overhead_s": round(flow - plain, 2)}
-    print(json.dumps(out))
-    (tmp_path / "flow_overhead.json").write_text(json.dumps(out))
+    assert summary["ran"] == [] and summary["stages"], summary
+    assert {"train_router", "evaluate", "gate"} <= {s["stage"] for s in summary["stages"]}
+    assert _registry(project).alias("production") == before
 
 
 def test_a_transient_training_failure_is_retried(project, monkeypatch):

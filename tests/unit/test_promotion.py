@@ -11,6 +11,7 @@ import pytest
 from mllmcl.config import parse_params
 from mllmcl.paths import ProjectPaths
 from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
+from mllmcl.release.evidence import as_record
 from mllmcl.release.promotion import PromotionRefused, promote_candidate
 from mllmcl.release.registry import Registry, candidate_id
 
@@ -29,7 +30,7 @@ def _gate(paths, params, baseline):
     exactly that evaluation."""
     judged = workspace_fingerprint(params, paths)
     paths.eval_json.parent.mkdir(parents=True, exist_ok=True)
-    paths.eval_json.write_text(json.dumps({"tasks": {"rs": {"accuracy": 0.9, "n": 10}}, "judged": judged}))
+    paths.eval_json.write_text(json.dumps({"tasks": {"rs": {"accuracy": 0.9, "n": 10}}, "judged": as_record(judged)}))
     version = candidate_id(candidate_files(params, paths))
     assert version == judged["candidate"]
     gate = {"decision": "pass", "candidate": version, "baseline": baseline, "checks": []}

@@ -16,7 +16,7 @@ from mllmcl.errors import DataError
 from mllmcl.paths import ProjectPaths
 from mllmcl.release.audit import AuditError
 from mllmcl.release.candidate import eval_digest, run_gate, workspace_fingerprint
-from mllmcl.release.evidence import StaleEvaluation, require_same_base
+from mllmcl.release.evidence import StaleEvaluation, as_record, require_same_base
 from mllmcl.release.promotion import promote_candidate, promote_version
 from mllmcl.release.registry import PromotionConflict, Registry, RegistryError, candidate_id
 from mllmcl.release.storage import LocalStore
@@ -37,7 +37,7 @@ def _evaluated(params, paths, baseline=None, decision="pass") -> str:
     judged = workspace_fingerprint(params, paths)
     paths.eval_json.parent.mkdir(parents=True, exist_ok=True)
     tasks = {t: {"accuracy": 0.99, "n": 40, "router_accuracy": 1.0} for t in params.tasks}
-    paths.eval_json.write_text(json.dumps({"tasks": tasks, "judged": judged}))
+    paths.eval_json.write_text(json.dumps({"tasks": tasks, "judged": as_record(judged)}))
     gate = {"decision": decision, "candidate": judged["candidate"], "baseline": baseline, "checks": []}
     paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": eval_digest(paths.eval_json)}))
     return judged["candidate"]
@@ -286,3 +286,23 @@ def test_a_lost_race_voids_its_entry_and_the_log_still_verifies(tmp_path, monkey
     assert registry.resolve("production") == v1
     actions = [(e["action"], e.get("voids")) for e in registry.verify_audit()]
     assert actions == [("promote", None), ("promote", None), ("promote", None), ("rollback", None), ("void", 3)]
+
+
+def test_evaluate_refuses_adapters_trained_on_another_base_naming_them(tmp_path):
+    from mllmcl.release.evidence import inputs_to_evaluate
+
+    params, paths = _workspace(tmp_path)
+    (paths.base / "model.safetensors").write_bytes(b"the base the adapters were trained on")
+    from mllmcl.model.loading import base_identity
+
+    trained_on = base_identity(params.base, paths.base)
+    for folder, name in [(paths.expert("rs"), "train_stats.json"), (paths.expert("fin"), "train_stats.json")]:
+        (folder / name).write_text(json.dumps({"base": trained_on}))
+    (paths.router / "router_stats.json").write_text(json.dumps({"base": trained_on}))
+    kw = dict(base_dir=paths.base, experts_dir=paths.experts, router_dir=paths.router, tasks_dir=paths.tasks_dir)
+    assert inputs_to_evaluate(params, **kw)["candidate"].startswith("v-")
+    (paths.base / "model.safetensors").write_bytes(b"a rebuilt base")  # the adapters were not retrained
+    with pytest.raises(
+        StaleEvaluation, match=r"expert rs \(.*\) was trained on base sha256 \w{12}\.\.\., but the base"
+    ):
+        inputs_to_evaluate(params, **kw)
