@@ -12,6 +12,9 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Prefect's database and matplotlib's font cache stay in the project (git-ignored), not under ~; a value you set wins
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 # DVC stage commands call `python`: the venv's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -53,11 +56,11 @@ test-fast: lint  ## lint, then skip the slow end-to-end tests
 
 PREFECT_PORT ?= 4200
 prefect-server: setup  ## a local Prefect server on 127.0.0.1 (SQLite under .prefect/, analytics off)
-	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_API_HOST=127.0.0.1 \
+	PREFECT_SERVER_API_HOST=127.0.0.1 \
 	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 serve: setup  ## serve the scheduled and drift-triggered deployments against that server
-	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
 	  $(BIN)/python -m flows.serve
 
 clean:  ## remove generated data, models and reports (not the venv)

@@ -60,6 +60,28 @@ def quiet_environment() -> None:
         os.environ.setdefault(key, value)
 
 
+def local_state_environment(root: Path) -> None:
+    """Prefect's home (its database, profiles) and matplotlib's font cache inside the project (`.prefect/`,
+    `.cache/matplotlib`, both git-ignored), not under the user's home: a project keeps its state in its own folder.
+    A PREFECT_HOME or MPLCONFIGDIR the user set wins. Call it before prefect or matplotlib is imported: both read
+    these once, on import."""
+    root = Path(root).resolve()
+    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+    os.environ.setdefault("MPLCONFIGDIR", str(root / ".cache" / "matplotlib"))
+
+
+def root_from_argv(argv: list[str]) -> Path:
+    """The `--root` an entry point was given (default: the current folder), read before its parser runs: a module
+    that imports prefect at its top needs the project's PREFECT_HOME before that import."""
+    root = "."
+    for i, arg in enumerate(argv):
+        if arg == "--root" and i + 1 < len(argv):
+            root = argv[i + 1]
+        elif arg.startswith("--root="):
+            root = arg.split("=", 1)[1]
+    return Path(root or ".")
+
+
 def exit_code_for(error: BaseException) -> int:
     """Print what a user needs to see for `error` and return the exit status."""
     if isinstance(error, UserError):
@@ -84,6 +106,7 @@ def exit_code_for(error: BaseException) -> int:
 def run(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Call `main(args)` under the exit-code policy; returns the status (callers `sys.exit` it)."""
     quiet_environment()
+    local_state_environment(getattr(args, "root", Path(".")))
     try:
         return int(main(args) or 0)
     except KeyboardInterrupt:

@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+from pathlib import Path
+
+
+def pyplot():
+    """matplotlib's pyplot (headless), its font cache kept in the project (.cache/matplotlib under the current folder)
+    unless MPLCONFIGDIR is set: matplotlib would otherwise write it under ~/.cache. Entry points set it from --root
+    first (mllmcl.entry.local_state_environment)."""
+    os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd().resolve() / ".cache" / "matplotlib"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def png_data_uri(fig) -> str:
     """A figure as a data URI (the page embeds every plot: no external assets)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -34,9 +47,9 @@ def draw_heatmap(
     marked: set[tuple[int, int]] = frozenset(),
 ) -> None:
     """Cells with no value stay blank (a task not learned yet is not a zero); `marked` cells get a red frame."""
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = pyplot()
     arr = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     colours = plt.get_cmap(cmap).with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(arr), vmin=0, vmax=1, cmap=colours)
@@ -56,11 +69,6 @@ def heatmap(
     matrix, tasks, title: str, xlabel: str, ylabels, *, cmap: str = "RdYlGn", marked: set[tuple[int, int]] = frozenset()
 ) -> str:
     """A whole figure of one heatmap, as a data URI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(tasks), 0.9 + 0.55 * len(ylabels)))
+    fig, ax = pyplot().subplots(figsize=(1.2 + 0.75 * len(tasks), 0.9 + 0.55 * len(ylabels)))
     draw_heatmap(ax, matrix, tasks, title, xlabel, ylabels, cmap=cmap, marked=marked)
     return png_data_uri(fig)
