@@ -1,6 +1,6 @@
 """Emitting the event that starts a drift-triggered continual stage (`flows.serve` deploys the listener).
 
-python -m flows.events --project mllmcl --batch incoming/2026-11-23 --drift-share 0.42
+python -m flows.events --project mllmcl --batch 2026-11-23 --drift-share 0.42   # data/incoming/2026-11-23/
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from mllmcl.errors import UserError
 
 class NoPrefectServer(UserError):
     """An event with nowhere to go: Prefect drops it silently, we refuse to pretend it was sent."""
+
+
+def require_api() -> None:
+    """Refuse (NoPrefectServer) when no Prefect API is configured: checked before anything else of an emit."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise NoPrefectServer("no Prefect API configured (set PREFECT_API_URL to a running server): nothing emitted")
 
 
 def emit_drift_detected(
@@ -32,10 +40,8 @@ def emit_drift_detected(
     silently: that is an error here."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
-        raise NoPrefectServer("no Prefect API configured (set PREFECT_API_URL to a running server): nothing emitted")
+    require_api()
     event = emit_event(
         event=DRIFT_EVENT,
         # the action is a resource label, so that a trigger can start training only for decisions that call for it
@@ -62,7 +68,11 @@ def emit_drift_detected(
 
 def main(args) -> int:
     """Emit the drift event the options describe and print its id; no reachable Prefect server is a user error (exit
-    2)."""
+    2); so is a batch that is not a folder name under data/incoming/."""
+    from flows.drift_monitor import batch_folder
+    from mllmcl.paths import ProjectPaths
+
+    batch_folder(ProjectPaths(args.root.resolve()), args.batch)
     event = emit_drift_detected(
         args.project, args.batch, args.drift_share, args.report, action=args.action, task=args.task
     )
@@ -79,7 +89,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(p)
     p.add_argument("--project", default="mllmcl", help="resource name the trigger matches (mllmcl.project.NAME)")
-    p.add_argument("--batch", required=True, help="what drifted (a folder or batch id), passed to the flow run")
+    p.add_argument(
+        "--batch",
+        required=True,
+        help="what drifted: a folder under data/incoming/ by its relative name, passed to the flow run",
+    )
     p.add_argument("--drift-share", type=float, required=True, help="share of drifted columns, 0..1")
     p.add_argument("--report", default=None, help="path of the drift report, for the reviewer")
     p.add_argument(

@@ -1,5 +1,6 @@
 """The Prefect side of the drift loop without a server: which incoming batches the monitor picks up, the name a
-labelled batch is learned under, the labelled batch turned into a task, and the deployments' trigger and debounce."""
+labelled batch is learned under (and the names refused), the labelled batch turned into a task, and the deployments'
+trigger and debounce. The flows themselves run in tests/unit/test_drift_loop.py."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import pytest
 import yaml
 from PIL import Image
 
-from flows.drift_monitor import _batch_signature, new_batches, task_name_for
+from flows.drift_monitor import (
+    LEARNED,
+    BatchRefused,
+    _batch_signature,
+    batch_folder,
+    check_new_task,
+    event_batch,
+    new_batches,
+    task_name_for,
+)
 from mllmcl.config import load_params
 from mllmcl.data.tasks import add_labelled_batch
-from mllmcl.errors import DataError
+from mllmcl.errors import DataError, UserError
 from mllmcl.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,3 +123,61 @@ def test_questions_about_one_image_stay_on_one_side_of_the_split(project):
     train, test = json.loads((raw / "train.json").read_text()), json.loads((raw / "test.json").read_text())
     assert len(train) + len(test) == 20 and len(test) == 4  # 2 of 10 images held out, with both their questions
     assert {t["image"] for t in train}.isdisjoint({t["image"] for t in test})
+
+
+@pytest.mark.parametrize("batch", ["/etc", "../x", "a/../../x", "", "./../b1"])
+def test_an_event_names_a_batch_under_data_incoming_or_is_refused_in_one_line(project, batch):
+    with pytest.raises(BatchRefused) as e:
+        batch_folder(ProjectPaths(project), batch)
+    assert "\n" not in str(e.value) and "data/incoming" in str(e.value)
+
+
+def test_a_batch_that_leads_out_through_a_link_is_refused(project, tmp_path_factory):
+    paths = ProjectPaths(project)
+    paths.incoming.mkdir(parents=True)
+    (paths.incoming / "link").symlink_to(tmp_path_factory.mktemp("elsewhere"))
+    with pytest.raises(BatchRefused, match="leads outside"):
+        batch_folder(paths, "link")
+    assert batch_folder(paths, "b1/part") == paths.incoming / "b1" / "part"
+
+
+def test_an_event_names_a_folder_by_its_place_under_data_incoming(project, tmp_path_factory):
+    paths = ProjectPaths(project)
+    assert event_batch(paths, paths.incoming / "b1", "new_task") == "b1"
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "pets"
+    assert event_batch(paths, elsewhere, "alert") == "pets"  # a label only: the stage learns nothing from it
+    with pytest.raises(BatchRefused, match="under .*data/incoming only"):
+        event_batch(paths, elsewhere, "new_task")
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("../evil", "not a task name"), ("./../../x", "not a task name"), ("Signs", "not a task name"),
+     ("language", "reserved"), ("rs", "not supported yet")],
+)  # fmt: skip
+def test_a_new_task_name_follows_task_add_s_rule_and_must_be_new(tmp_path, name, words):
+    with pytest.raises(BatchRefused, match=words) as e:
+        check_new_task(name, ["rs", "med"], tmp_path)
+    assert "\n" not in str(e.value) and str(tmp_path / "meta.json") in str(e.value)
+    check_new_task("signs", ["rs", "med"], tmp_path)
+
+
+def test_only_the_batch_learned_as_a_task_may_go_on_under_its_name(tmp_path):
+    (tmp_path / LEARNED).write_text(json.dumps({"task": "signs"}))
+    check_new_task("signs", ["rs", "signs"], tmp_path, retry=True)  # a retried drift stage of this very batch
+    with pytest.raises(BatchRefused, match="already learned"):
+        check_new_task("signs", ["rs", "signs"], tmp_path)  # the monitor: a changed batch is not a new task
+    with pytest.raises(BatchRefused, match="already learned"):
+        check_new_task("rs", ["rs", "signs"], tmp_path, retry=True)
+
+
+def test_a_bad_meta_json_is_one_line_and_fixing_it_queues_the_batch_again(project):
+    paths = ProjectPaths(project)
+    folder = _batch(paths.incoming / "b1", 2)
+    (folder / "meta.json").write_text("{task: rs")
+    with pytest.raises(UserError, match=r"meta.json: not a JSON object") as e:
+        task_name_for(folder)
+    assert "\n" not in str(e.value)
+    judged = {"b1": _batch_signature(folder / "requests.jsonl")}
+    (folder / "meta.json").write_text(json.dumps({"task": "signs"}) + "\n")
+    assert [p.parent.name for p in new_batches(paths, judged)] == ["b1"]
