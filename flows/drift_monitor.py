@@ -252,6 +252,7 @@ def _new_traffic(paths: ProjectPaths, params, state: dict, logger) -> _Traffic |
             "%s: older than drift.traffic_retention_days=%d: deleted", name, params.drift.traffic_retention_days
         )
         state.get("traffic", {}).pop(name, None)
+        rows.marks.pop(name, None)
     _save_state(paths, state)
     return rows if len(rows) >= params.drift.min_batch else None
 

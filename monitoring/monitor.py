@@ -199,8 +199,11 @@ class TrafficRead:
     problems: list[str] = field(default_factory=list)  # one line each: file, line number, what is wrong
 
 
+TRAFFIC_FILES = "????-??-??*.jsonl"  # <UTC day>.jsonl, or <UTC day>.<writer>.jsonl for a server with a file of its own
+
+
 def read_traffic(folder: Path, marks: dict | None = None, *, since: str | None = None) -> TrafficRead:
-    """The traffic-log lines (folder/<UTC date>.jsonl) appended since the per-file byte offsets `marks` (a previous
+    """The traffic-log lines (folder/<UTC date>[.<writer>].jsonl) appended since the per-file byte offsets `marks` (a previous
     read's `marks`; none: every file from its start). By offset, not by time: several servers append to their own or
     the same file in any time order, and each whole line is read exactly once. A last line without its newline is
     being written: left for next time. A malformed line is reported in `problems` (file and line number) and skipped,
@@ -208,7 +211,7 @@ def read_traffic(folder: Path, marks: dict | None = None, *, since: str | None =
     folder = Path(folder)
     marks = marks or {}
     rows, new_marks, problems = [], {}, []
-    for path in sorted(folder.glob("????-??-??.jsonl")):
+    for path in sorted(folder.glob(TRAFFIC_FILES)):
         got, new_marks[path.name], bad = _read_appended(path, marks.get(path.name) or {})
         rows += [r for r in got if since is None or r["time"] > since]
         problems += bad
@@ -259,17 +262,18 @@ def _traffic_line(raw: bytes) -> dict:
 
 
 def prune_traffic(folder: Path, days: int, now: datetime | None = None) -> list[str]:
-    """Delete the traffic-log days (<day>.jsonl and images/<day>/) older than `days` (0: keep every day); returns
-    the file names removed. The writer rotates by UTC day, so retention removes whole files."""
+    """Delete the traffic-log days (<day>[.<writer>].jsonl and images/<day>/) older than `days` (0: keep every day);
+    returns the file names removed. The writer rotates by UTC day, so retention removes whole files."""
     if days <= 0:
         return []
     folder = Path(folder)
     oldest = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d")
     removed = []
-    for path in sorted(folder.glob("????-??-??.jsonl")):
-        if path.stem < oldest:
+    for path in sorted(folder.glob(TRAFFIC_FILES)):
+        day = path.name[:10]
+        if day < oldest:
             path.unlink(missing_ok=True)
-            shutil.rmtree(folder / "images" / path.stem, ignore_errors=True)
+            shutil.rmtree(folder / "images" / day, ignore_errors=True)
             removed.append(path.name)
     return removed
 

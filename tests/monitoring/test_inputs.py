@@ -141,6 +141,18 @@ def test_traffic_is_read_by_offset_each_line_once_whatever_its_time(tmp_path):
     assert again.marks["2026-11-26.jsonl"] == {"offset": day2.stat().st_size, "line": 5}
 
 
+def test_servers_with_files_of_their_own_are_each_read_once(tmp_path):
+    a, b = tmp_path / "2026-11-26.host1-101.jsonl", tmp_path / "2026-11-26.host2-202.jsonl"
+    _append(a, _line("2026-11-26T10:00:00+00:00", id="a1"))
+    read = read_traffic(tmp_path)
+    _append(b, _line("2026-11-26T09:00:00+00:00", id="b1"))  # the slower server's older request, in its own file
+    _append(a, _line("2026-11-26T11:00:00+00:00", id="a2"))
+    again = read_traffic(tmp_path, read.marks)
+    assert [r["id"] for r in read.rows] == ["a1"] and [r["id"] for r in again.rows] == ["b1", "a2"]
+    assert read_traffic(tmp_path, again.marks).rows == []
+    assert prune_traffic(tmp_path, 1, datetime(2026, 11, 28, tzinfo=UTC)) == [a.name, b.name]
+
+
 def test_a_malformed_traffic_line_is_reported_and_skipped_not_fatal(tmp_path):
     day = tmp_path / "2026-11-26.jsonl"
     good = [_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(4)]

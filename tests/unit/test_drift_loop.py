@@ -132,6 +132,22 @@ def test_a_malformed_traffic_line_is_named_and_skipped_and_the_batches_after_it_
     assert drift_monitor(root=str(project), emit=False) == {} and judged.seen == []
 
 
+def test_traffic_days_older_than_the_retention_are_read_then_deleted(harness, project, judged):
+    from flows.drift_monitor import STATE_FILE, drift_monitor
+
+    folder = ProjectPaths(project).incoming / "traffic"
+    (folder / "images" / "2020-01-01").mkdir(parents=True)
+    (folder / "2020-01-01.jsonl").write_text("".join(_traffic(f"2020-01-01T0{i}") for i in range(3)))
+    today = folder / f"{datetime.now(UTC):%Y-%m-%d}.jsonl"
+    today.write_text(_traffic("T1"))
+    drift_monitor(root=str(project), emit=False)
+    assert [len(s) for _, s in judged.seen] == [4]  # judged once more, then gone (drift.traffic_retention_days=30)
+    assert sorted(p.name for p in folder.iterdir()) == [today.name, "images"]
+    assert list((folder / "images").iterdir()) == []
+    state = json.loads((ProjectPaths(project).incoming / STATE_FILE).read_text())
+    assert list(state["traffic"]) == [today.name]
+
+
 def test_the_monitor_refuses_to_emit_a_new_task_named_like_a_learned_one(harness, project, judged):
     from flows.drift_monitor import drift_monitor
 
