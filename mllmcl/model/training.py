@@ -51,6 +51,7 @@ class TrainStats:
     best_step: int | None = None  # with a validation split: the step whose weights were kept (early stopping)
     stopped_at: int | None = None  # the last step trained (< steps when early stopping ended the run)
     validation: list[list[float]] | None = None  # [step, validation accuracy] at every check
+    first_loss: float | None = None  # mean loss of the first quarter of the steps (at most 20): did it learn at all?
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -239,12 +240,14 @@ def train(
     if checkpoint_dir and accelerator.is_main_process:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     tail = losses[-20:] or [float("nan")]
+    head = losses[: max(1, min(20, len(losses) // 4))] or [float("nan")]
     return TrainStats(
         steps=cfg.steps,
         resumed_from_step=start,
         seconds=round(seconds, 2),
         seconds_per_step=round(seconds / max(1, done - start), 4),
         final_loss=round(sum(tail) / len(tail), 4),
+        first_loss=round(sum(head) / len(head), 4),
         examples=len(examples),
         config=training_fields(cfg),
         threads=torch.get_num_threads(),
