@@ -346,11 +346,32 @@ class ServeConfig(Section):
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
     max_batch: PositiveInt = Field(16, description="requests answered in one forward pass at most")
     max_wait_ms: NonNegativeInt = Field(10, description="how long the first request of a batch waits for company")
-    max_image_bytes: PositiveInt = Field(8_000_000, description="largest image upload accepted, bytes")
+    max_image_bytes: PositiveInt = Field(5_000_000, description="largest image upload accepted, bytes")
+    max_image_pixels: PositiveInt = Field(
+        4_194_304,
+        description="most pixels an image is decoded to (2048x2048; 12 MB as RGB): a larger JPEG is decoded at 1/2, "
+        "1/4 or 1/8 scale, any other larger image is refused before decoding (decompression bombs)",
+    )
+    min_image_side: PositiveInt = Field(8, description="smallest image side accepted, pixels (processors choke below)")
     max_question_chars: PositiveInt = Field(2000, description="longest question accepted, characters")
+    max_body_bytes: PositiveInt = Field(
+        32_000_000,
+        description="largest JSON batch body read, bytes (one request's limit follows from max_image_bytes); "
+        "enforced while the body streams in",
+    )
+    max_queue: PositiveInt = Field(
+        32, description="requests admitted at once (being read, decoded, waiting or answered); more get 503"
+    )
     reload_seconds: float = Field(5.0, gt=0.0, description="how often the registry's production alias is checked")
     keep_images: bool = Field(False, description="store request images in the traffic log (privacy: off)")
     traffic_dir: str = Field("data/incoming/traffic", min_length=1, description="traffic log folder (JSONL per day)")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self):
+        """A JSON batch of max_batch requests must fit in the queue, or it could never be answered."""
+        if self.max_queue < self.max_batch:
+            raise ValueError(f"max_queue ({self.max_queue}) must be at least max_batch ({self.max_batch})")
+        return self
 
 
 class ComputeConfig(Section):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -19,7 +21,16 @@ from mllmcl.config import ServeConfig
 from mllmcl.serving.batcher import Busy, MicroBatcher
 from mllmcl.serving.models import ModelHolder
 from mllmcl.serving.reload import ReloadWatcher
-from mllmcl.serving.requests import RequestError, max_body_bytes, now, one_line, parse_json, parse_multipart
+from mllmcl.serving.requests import (
+    RequestError,
+    decode,
+    max_body_bytes,
+    now,
+    one_line,
+    parse_json,
+    parse_multipart,
+    request_body_bytes,
+)
 from mllmcl.serving.traffic import TrafficLog
 
 log = logging.getLogger("mllmcl.serving")
@@ -39,8 +50,11 @@ def create_app(
         max_batch=config.max_batch,
         max_wait_ms=config.max_wait_ms,
         on_batch=traffic.write if traffic is not None else None,
+        max_queue=config.max_queue,
     )
-    body_limit = max_body_bytes(config)
+    json_limit, one_limit = max_body_bytes(config), request_body_bytes(config)
+    keep_bytes = traffic is not None and traffic.keep_images  # else the raw upload is dropped once decoded
+    decoders = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))  # CPU-bound: more buys no speed
 
     @asynccontextmanager
     async def lifespan(app):
@@ -87,54 +101,103 @@ def create_app(
         log.error("internal error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(request: Request, limit: int, places: Places) -> bytes:
+        """The body, read as it streams in: refused (413) as soon as it passes `limit`, and before reading when
+        Content-Length says so; every `one_limit` bytes hold one more place in the queue (Busy when none is
+        left), so bodies being read count against the memory the queue bounds."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > body_limit:
-            raise RequestError(413, f"body is {declared} bytes; at most {body_limit} are read")
-        chunks, size = [], 0
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"body is {declared} bytes; at most {limit} are read")
+        if declared and declared.isdigit():
+            places.hold(1 + int(declared) // one_limit)
+        body = bytearray()  # grown in place: no second copy of the body when it is complete
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > body_limit:
-                raise RequestError(413, f"body is over {body_limit} bytes; refused")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if len(body) + len(chunk) > limit:
+                raise RequestError(413, f"body is over {limit} bytes; refused")
+            places.hold(1 + (len(body) + len(chunk)) // one_limit)
+            body += chunk
+        return body
+
+    def parse_and_decode(box: list, content_type: str, places: Places, arrived: float):
+        """(items, batch form?, ids) of the body in `box` (taken out, so it is freed once parsed). At most
+        `decoders` bodies are parsed and decoded at once: the transient copies (JSON text, base64, raw and
+        decoded pixels) of 16 concurrent large requests would otherwise all peak together."""
+        with decoders:
+            body = box.pop()
+            if content_type.lower().startswith("multipart/form-data"):
+                parsed, batch = [parse_multipart(body, content_type, config)], False
+            else:
+                parsed, batch = parse_json(body, config)
+            del body
+            places.resize(len(parsed))  # one place a request, held before any image is decoded
+            ids = [p.id for p in parsed]
+            items = []
+            while parsed:  # each request's raw bytes are let go as soon as its image is decoded
+                items.append(decode(parsed.pop(0), config, arrived, keep_bytes=keep_bytes))
+            return items, batch, ids
 
     @app.post("/v1/predict")
     async def predict(request: Request):
         """Answer one request ({question, image_base64?, id?} or a multipart `image` + `question`) or a batch
         ({"requests": [...]}, at most serve.max_batch)."""
         arrived = now()
-        body = await read_body(request)
         content_type = request.headers.get("content-type", "")
-        if content_type.lower().startswith("multipart/form-data"):
-            items, batch = [await run_in_threadpool(parse_multipart, body, content_type, config, arrived)], False
-        elif content_type and "json" not in content_type.lower():
+        multipart = content_type.lower().startswith("multipart/form-data")
+        if not multipart and content_type and "json" not in content_type.lower():
             raise RequestError(415, f"Content-Type {content_type!r}: send application/json or multipart/form-data")
-        else:
-            items, batch = await run_in_threadpool(parse_json, body, config, arrived)
-        submitted = []
-        try:
-            for item in items:
-                submitted.append(batcher.submit(item))
-        except Busy:  # a batch is all or nothing: what was queued of it is withdrawn, so a retry does no work twice
-            for future in submitted:
-                future.cancel()
-            raise
-        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in submitted))
-        if batch:
-            return {"predictions": [a.response() for a in answers]}
-        return answers[0].response()
+        with Places(batcher) as places:
+            box = [await read_body(request, one_limit if multipart else json_limit, places)]
+            items, batch, ids = await run_in_threadpool(parse_and_decode, box, content_type, places, arrived)
+            submitted = []
+            try:
+                for item in items:
+                    submitted.append(places.submit(item))
+            except Busy:  # shutting down: a batch is all or nothing, so what was queued of it is withdrawn
+                for future in submitted:
+                    future.cancel()
+                raise
+        outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in submitted), return_exceptions=True)
+        if not batch:
+            if isinstance(outcomes[0], BaseException):
+                raise outcomes[0]
+            return outcomes[0].response()
+        return batch_response(outcomes, ids)
+
+    def batch_response(outcomes: list, ids: list):
+        """A JSON batch's answers in order; a request that failed alone is `{id, error, status}` in its place, and
+        only a batch where every request failed is an error as a whole."""
+        if all(isinstance(o, BaseException) for o in outcomes):
+            raise outcomes[0]
+        predictions = []
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                status = (
+                    outcome.status if isinstance(outcome, RequestError) else 503 if isinstance(outcome, Busy) else 500
+                )
+                message = (
+                    outcome.message if isinstance(outcome, RequestError) else f"{type(outcome).__name__}: {outcome}"
+                )
+                predictions.append({"id": ids[i], "error": one_line(f"requests[{i}]: {message}"), "status": status})
+            else:
+                predictions.append(outcome.response())
+        return {"predictions": predictions}
 
     @app.get("/health")
     async def health():
-        """Liveness: the version served, the queue length, the last hot-reload error (null when none)."""
-        return {
-            "status": "ok",
+        """Liveness for a load balancer: 200 while the model the alias names is the one served (or the registry
+        merely could not be read), 503 "unhealthy" when the alias names a version that failed to load (the old
+        one keeps answering meanwhile). Also the version served, the queue, the last hot-reload error."""
+        reason = watcher.unhealthy if watcher is not None else None
+        body = {
+            "status": "unhealthy" if reason else "ok",
+            "reason": reason,
             "version": holder.current.version,
             "queued": batcher.queued,
+            "admitted": batcher.admitted,
             "answered": batcher.answered,
             "reload_error": watcher.last_error if watcher is not None else None,
         }
+        return JSONResponse(body, status_code=503 if reason else 200)
 
     @app.get("/version")
     async def version():
@@ -142,3 +205,38 @@ def create_app(
         return holder.current.info()
 
     return app
+
+
+class Places:
+    """The queue places one HTTP request holds while its body is read and its images decoded; `submit` hands one
+    to each request queued, and leaving the block gives back whatever was not handed on (a refusal, an error)."""
+
+    def __init__(self, batcher: MicroBatcher):
+        self.batcher, self.held = batcher, 0
+
+    def __enter__(self) -> Places:
+        self.hold(1)  # a full server refuses before reading a byte
+        return self
+
+    def hold(self, n: int) -> None:
+        """Hold at least `n` places (Busy when the queue has no room for them)."""
+        if n > self.held:
+            self.batcher.reserve(n - self.held)
+            self.held = n
+
+    def resize(self, n: int) -> None:
+        """Hold exactly `n` places."""
+        if n < self.held:
+            self.batcher.release(self.held - n)
+            self.held = n
+        self.hold(n)
+
+    def submit(self, item):
+        future = self.batcher.submit(item, reserved=True)
+        self.held -= 1
+        return future
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.batcher.release(self.held)
+            self.held = 0

@@ -1,7 +1,8 @@
 """Hot reload: a background thread polls the registry alias being served (`production`) and, when it moves, loads
 the new version beside the old one, then swaps it in with one assignment. Requests keep being answered meanwhile
 (batches already started finish on the old model); a version that fails to load is logged and the old one keeps
-serving (it is tried again after a while, in case the failure was a passing storage error)."""
+serving (it is tried again after a while, in case the failure was a passing storage error) while /health answers
+503 until the alias names a version that loads (or the one served)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ class ReloadWatcher:
             self._thread.join(timeout)
             self._thread = None
 
+    @property
+    def unhealthy(self) -> str | None:
+        """Why the server should get no traffic (None when it should): the alias names a version that failed to
+        load, so what is served is no longer what the registry says production is."""
+        failed = self._failed
+        if failed is None:
+            return None
+        return f"registry alias names {failed[0]}, which could not be loaded: {self.last_error}"
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.check_once()
@@ -64,7 +74,10 @@ class ReloadWatcher:
             self._error(f"cannot read the registry alias: {e}")
             return False
         current = self.holder.current.version
-        if not version or version == current:
+        if not version or version == current:  # e.g. the alias rolled back to what is served: healthy again
+            self._failed = None
+            if version == current:
+                self.last_error = None
             return False
         if self._failed and self._failed[0] == version and time.monotonic() < self._failed[1]:
             return False

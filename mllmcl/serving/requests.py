@@ -1,6 +1,8 @@
 """What a client may send to `POST /v1/predict`, checked before it reaches the model: one request as JSON
 (`{"question", "image_base64"?, "id"?}`), a batch (`{"requests": [...]}`) or a multipart upload (`image` file and
-`question` field). Anything else is a RequestError: an HTTP status and a one-line message naming the field."""
+`question` field). Anything else is a RequestError: an HTTP status and a one-line message naming the field.
+Checking and decoding are two steps (`parse_json`/`parse_multipart`, then `decode`) so that the server can hold a
+request's place in its queue before the costly one, and bodies are bounded by what the image limits allow."""
 
 from __future__ import annotations
 
@@ -41,16 +43,31 @@ class Incoming:
     received_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
 
+@dataclass
+class Parsed:
+    """A request whose fields are checked but whose image is not decoded yet: decoding is the costly step, so it
+    waits until the request holds its place in the server's queue."""
+
+    question: str
+    id: str | None
+    image_bytes: bytes | None
+    where: str
+
+
+def request_body_bytes(config: ServeConfig) -> int:
+    """The largest body of ONE request: the largest image in base64, the longest question in JSON escapes (6 bytes
+    a character at worst), 4 kB for the rest. Also bounds a multipart upload (raw bytes are fewer than base64)."""
+    return -(-config.max_image_bytes // 3) * 4 + 6 * config.max_question_chars + 4096
+
+
 def max_body_bytes(config: ServeConfig) -> int:
-    """The largest request body read at all: a full batch of the largest images (base64) and questions."""
-    per_request = config.max_image_bytes * 4 // 3 + 4 * config.max_question_chars + 1024
-    return config.max_batch * per_request + 65536
+    """The largest JSON body read at all: a batch of max_batch requests, capped at serve.max_body_bytes (but never
+    below one largest request)."""
+    one = request_body_bytes(config)
+    return max(one, min(config.max_batch * one, config.max_body_bytes))
 
 
-def _item(obj, config: ServeConfig, arrived: float, where: str, image_bytes: bytes | None = None) -> Incoming:
-    from mllmcl.data.image_stats import image_stats
-    from mllmcl.serving.images import decode_image
-
+def _fields(obj, config: ServeConfig, where: str, image_bytes: bytes | None = None) -> Parsed:
     if not isinstance(obj, dict):
         raise RequestError(400, f"{where}: a request is a JSON object {{question, image_base64?, id?}}")
     unknown = sorted(set(obj) - FIELDS)
@@ -69,12 +86,31 @@ def _item(obj, config: ServeConfig, arrived: float, where: str, image_bytes: byt
         raise RequestError(400, f"{where}: 'id' must be a string or an integer (at most 200 characters)")
     if image_bytes is None and obj.get("image_base64") is not None:
         image_bytes = _b64(obj["image_base64"], config, where)
+    if image_bytes is not None and len(image_bytes) > config.max_image_bytes:
+        raise RequestError(
+            413, f"{where}: image is {len(image_bytes)} bytes; at most {config.max_image_bytes} are accepted"
+        )
+    return Parsed(question, None if rid is None else str(rid), image_bytes, where)
+
+
+def decode(parsed: Parsed, config: ServeConfig, arrived: float, *, keep_bytes: bool = True) -> Incoming:
+    """The Incoming of a checked request: its image decoded within the pixel limits and measured. `keep_bytes`
+    False drops the raw upload once decoded (only a traffic log that keeps images needs it)."""
+    from mllmcl.data.image_stats import image_stats
+    from mllmcl.serving.images import decode_image
+
     image = stats = None
-    if image_bytes is not None:
-        image = decode_image(image_bytes, max_bytes=config.max_image_bytes, where=f"{where}: image")
+    if parsed.image_bytes is not None:
+        image = decode_image(
+            parsed.image_bytes,
+            max_bytes=config.max_image_bytes,
+            max_pixels=config.max_image_pixels,
+            min_side=config.min_image_side,
+            where=f"{parsed.where}: image",
+        )
         stats = image_stats(image, max_side=STATS_MAX_SIDE)
-    request = Request(question=question, image=image, id=None if rid is None else str(rid))
-    return Incoming(request, arrived, image_bytes if image is not None else None, stats)
+    request = Request(question=parsed.question, image=image, id=parsed.id)
+    return Incoming(request, arrived, parsed.image_bytes if image is not None and keep_bytes else None, stats)
 
 
 def _b64(value, config: ServeConfig, where: str) -> bytes:
@@ -93,8 +129,8 @@ def _b64(value, config: ServeConfig, where: str) -> bytes:
         raise RequestError(400, f"{where}: 'image_base64' is not valid base64") from None
 
 
-def parse_json(body: bytes, config: ServeConfig, arrived: float) -> tuple[list[Incoming], bool]:
-    """The requests of a JSON body and whether it was the batch form."""
+def parse_json(body: bytes, config: ServeConfig) -> tuple[list[Parsed], bool]:
+    """The checked requests of a JSON body (images still encoded) and whether it was the batch form."""
     try:
         obj = json.loads(body)
     except (ValueError, RecursionError) as e:  # also a 5000-digit number or [[[[...]]]] nested too deep
@@ -108,13 +144,13 @@ def parse_json(body: bytes, config: ServeConfig, arrived: float) -> tuple[list[I
             raise RequestError(400, "'requests' must be a non-empty list of requests")
         if len(items) > config.max_batch:
             raise RequestError(413, f"batch of {len(items)} requests; at most {config.max_batch} in one call")
-        return [_item(o, config, arrived, f"requests[{i}]") for i, o in enumerate(items)], True
-    return [_item(obj, config, arrived, "request")], False
+        return [_fields(o, config, f"requests[{i}]") for i, o in enumerate(items)], True
+    return [_fields(obj, config, "request")], False
 
 
-def parse_multipart(body: bytes, content_type: str, config: ServeConfig, arrived: float) -> Incoming:
-    """One request from a multipart/form-data upload: the `image` file (optional) and the `question` (and `id`)
-    fields."""
+def parse_multipart(body: bytes, content_type: str, config: ServeConfig) -> Parsed:
+    """One request from a multipart/form-data upload: ONE `image` file (optional) and the `question` (and `id`)
+    fields, each at most once (a second image would otherwise be silently dropped)."""
     import multipart
 
     _, options = multipart.parse_options_header(content_type)
@@ -134,12 +170,17 @@ def parse_multipart(body: bytes, content_type: str, config: ServeConfig, arrived
             memory_limit=config.max_image_bytes + 65536,
         )
         for part in parser:
-            if part.name == "image" and part.filename is not None:
+            name = part.name
+            if name == "image" and part.filename is not None:
+                if image is not None:
+                    raise RequestError(400, "multipart: more than one 'image' file; send one image per request")
                 image = part.raw
-            elif part.name in ("question", "id"):
-                fields[part.name] = part.value
+            elif name in ("question", "id"):
+                if name in fields:
+                    raise RequestError(400, f"multipart: field {name!r} given more than once")
+                fields[name] = part.value
             else:
-                raise RequestError(400, f"multipart: unknown field {part.name!r} (expected image, question, id)")
+                raise RequestError(400, f"multipart: unknown field {name!r} (expected image, question, id)")
     except multipart.ParserLimitReached:
         raise RequestError(
             413, f"multipart: a part is over {config.max_image_bytes} bytes (or too many parts)"
@@ -148,7 +189,7 @@ def parse_multipart(body: bytes, content_type: str, config: ServeConfig, arrived
         raise RequestError(400, f"multipart: malformed body ({e})") from None
     if image is not None and not image:
         raise RequestError(400, "multipart: the 'image' file is empty")
-    return _item(fields, config, arrived, "request", image_bytes=image)
+    return _fields(fields, config, "request", image_bytes=image)
 
 
 def now() -> float:

@@ -1,5 +1,6 @@
-"""A full queue over real HTTP on 127.0.0.1: a JSON batch is all or nothing. When only part of it fits, the part that
-was queued is withdrawn, so the client's retry after the 503 does no work twice (and logs no traffic twice)."""
+"""A full queue over real HTTP on 127.0.0.1: a JSON batch is all or nothing. When only part of it fits, none of it is
+queued (its places are taken before any image is decoded), so the client's retry after the 503 does no work twice
+(and logs no traffic twice)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _post(url: str, body: dict) -> int:
 
 def test_a_batch_that_does_not_fit_is_withdrawn_whole():
     model = Slow()
-    config = ServeConfig(max_batch=2, max_wait_ms=0)  # the queue holds max_batch * 8 = 16 requests
+    config = ServeConfig(max_batch=2, max_wait_ms=0, max_queue=17)  # one running, 15 waiting: one place left
     app = create_app(ModelHolder(Served(model, "v1", ["colour"], {"build": "tiny"})), config)
     with BackgroundServer(app) as server:
         url = f"{server.url}/v1/predict"

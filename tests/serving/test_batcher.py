@@ -79,14 +79,14 @@ def test_a_full_queue_or_a_stopped_worker_refuses():
     with pytest.raises(Busy):
         batcher.submit(_item())  # not started
     batcher = MicroBatcher(
-        ModelHolder(_served(Fake("v", delay=0.3, started=started))), max_batch=1, max_wait_ms=0, max_queue=2
+        ModelHolder(_served(Fake("v", delay=0.3, started=started))), max_batch=1, max_wait_ms=0, max_queue=3
     ).start()
     try:
         batcher.submit(_item())
-        assert started.wait(10)  # the worker holds one; two more fill the queue
+        assert started.wait(10)  # the one in the model still holds its place; two more fill the queue
         batcher.submit(_item())
         batcher.submit(_item())
-        with pytest.raises(Busy, match="already waiting"):
+        with pytest.raises(Busy, match="already admitted"):
             batcher.submit(_item())
     finally:
         batcher.stop()

@@ -1,6 +1,6 @@
 """Hot reload against a real local registry: while clients keep sending requests, promoting a new version swaps the
 served model without a single failed request and /version follows; promoting a version that cannot be loaded
-(a corrupted file: checksum mismatch) keeps the old one serving and reports the error. Also `mllmcl serve` refuses,
+(a corrupted file: checksum mismatch) keeps the old one serving and makes /health 503. Also `mllmcl serve` refuses,
 in one line, a registry whose production alias was never set."""
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def test_promoting_a_version_swaps_the_model_without_failing_a_request(serving_p
             stop.set()
             for t in clients:
                 t.join(120)
-        health = c.get("/health").json()
+        r = c.get("/health")  # a load balancer stops sending traffic here; the old version keeps answering
+        health = r.json()
+        assert r.status_code == 503 and health["status"] == "unhealthy" and v3 in health["reason"], health
         assert health["version"] == v2 and v3 in health["reload_error"] and "checksum" in health["reload_error"]
         assert c.get("/version").json()["version"] == v2  # the broken version never replaced the working one
         version = c.get("/version").json()

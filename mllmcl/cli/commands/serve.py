@@ -16,7 +16,10 @@ def register(sub, common) -> None:
         "are answered together (serve.max_batch, serve.max_wait_ms). With --model production (the default) the "
         "registry alias is polled every serve.reload_seconds and a promoted version replaces the served one without "
         "dropping requests. Every answered request is appended to serve.traffic_dir/<UTC date>.jsonl for the drift "
-        "monitor. Defaults come from the `serve:` section of params.yaml.",
+        "monitor. Memory is bounded: bodies by serve.max_image_bytes (one request) and serve.max_body_bytes (a batch), "
+        "checked while they stream in; images by serve.max_image_pixels, checked before decoding; requests in flight "
+        "by serve.max_queue (503 beyond). GET /health is 503 while the alias names a version that cannot be loaded "
+        "(the old one keeps answering). Defaults come from the `serve:` section of params.yaml.",
     )
     p.add_argument("--host", help="bind address (default: serve.host, 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="TCP port (default: serve.port; 0 = any free port)")
