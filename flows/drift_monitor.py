@@ -343,7 +343,7 @@ def drift_stage(
 ):
     """Act on one drift decision: learn a labelled new batch as a task, then run the continual stage; alerts and
     labelling requests train nothing. Returns the continual stage's summary (or what was decided instead). A batch
-    refused by name ends the run Failed with the one-line reason, nothing written."""
+    refused by name (or a bad batch) ends the run Failed with the one-line reason, nothing written."""
     from prefect.states import Failed
 
     from flows.continual_stage import continual_stage
@@ -358,7 +358,7 @@ def drift_stage(
             return {"action": action, "batch": batch, "trained": False}
         if action == "new_task":
             _learn_batch(paths, params_path, folder, task, logger)
-    except BatchRefused as e:
+    except UserError as e:  # a refused name, a bad batch: one line, the run Failed, no traceback
         logger.error("drift %s for %s refused: %s", action, batch, e)
         return Failed(message=str(e))
     return continual_stage(

@@ -179,6 +179,7 @@ def stage_stubs(monkeypatch):
         ("new_task", "climb", "./../../x", "not a task name"),
         ("new_task", "again", "rs", "refreshing a learned task's expert from a batch is not supported yet"),
         ("new_task", "base", "base", "reserved"),
+        ("new_task", "unlabelled", "shades", "line 1: a labelled request needs string 'question' and 'answer'"),
     ],
 )
 def test_the_drift_stage_refuses_a_batch_by_name_in_one_line_and_writes_nothing(
@@ -191,7 +192,9 @@ def test_the_drift_stage_refuses_a_batch_by_name_in_one_line_and_writes_nothing(
     if batch == "OUTSIDE":
         batch = str(outside)
     elif not batch.startswith(("/", "..")):
-        _labelled(ProjectPaths(project).incoming / batch, task=task)
+        folder = _labelled(ProjectPaths(project).incoming / batch, task=task)
+        if batch == "unlabelled":
+            (folder / "requests.jsonl").write_text(json.dumps({"id": "r0", "question": "what is 0?"}) + "\n")
     before = _tree(project.parent)
     state = drift_stage(root=str(project), action=action, batch=batch, return_state=True)
     assert state.is_failed() and words in state.message and "\n" not in state.message, state.message
