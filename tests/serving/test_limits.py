@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -269,3 +270,50 @@ def test_health_is_503_while_the_alias_names_a_version_that_cannot_be_loaded():
         alias["production"] = "v1"  # rolled back to what is served
         watcher.check_once()
         assert s.client.get("/health").status_code == 200 and s.client.get("/health").json()["status"] == "ok"
+
+
+class Blocking(Stub):
+    """Holds its first call until released, so that the server fills up behind it."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def predict(self, requests, *, batch_size=64):
+        self.release.wait(30)
+        return super().predict(requests, batch_size=batch_size)
+
+
+def test_a_full_server_refuses_before_decoding(monkeypatch):
+    from mllmcl.serving import app as app_module
+
+    decoded = []
+
+    def counting(parsed, *args, **kwargs):
+        decoded.append(parsed.image_bytes is not None)
+        return decode(parsed, *args, **kwargs)
+
+    decode = app_module.decode
+    monkeypatch.setattr(app_module, "decode", counting)
+    model = Blocking()
+    with serving(ServeConfig(max_batch=1, max_wait_ms=0, max_queue=2), model) as s:
+
+        def ask(question: str) -> None:
+            with httpx.Client(base_url=s.url, timeout=60) as c:
+                c.post("/v1/predict", json={"question": question})
+
+        waiting = [threading.Thread(target=ask, args=(f"{i}?",)) for i in range(2)]
+        try:
+            for t in waiting:
+                t.start()
+            deadline = time.monotonic() + 30
+            while s.app.state.batcher.admitted < 2:  # one in the model, one queued: full
+                assert time.monotonic() < deadline, "the server never filled up"
+                time.sleep(0.01)
+            r = s.client.post("/v1/predict", json={"question": "q?", "image_base64": b64(_png(64, 64))})
+            _one_line_error(r, 503, "retry")
+            assert r.headers["retry-after"] == "1" and not any(decoded)  # refused before its image was decoded
+        finally:
+            model.release.set()
+            for t in waiting:
+                t.join(30)
