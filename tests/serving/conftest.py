@@ -27,6 +27,11 @@ class Counting:
     def calls(self) -> int:
         return len(self.sizes)
 
+    @property
+    def prompting(self):
+        """The model's encoder, which the batcher asks which request a failed batch cannot take."""
+        return self.model.prompting
+
     def predict(self, requests, *, batch_size=64):
         self.sizes.append(len(requests))
         return self.model.predict(requests, batch_size=batch_size)

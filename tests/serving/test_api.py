@@ -183,6 +183,24 @@ def test_bad_requests_are_one_line_4xx_and_the_server_keeps_serving(server, huge
     assert r.status_code == 405 and "error" in r.json()
 
 
+def test_a_question_too_long_for_the_context_fails_alone_in_a_json_batch(server):
+    root, calls = server.root, server.model.calls
+    too_long = "zq " * 160  # under serve.max_question_chars, but more tokens than the tiny base's context
+    batch = [
+        {"question": "what colour is the square?", "image_base64": b64(png(root, "colour", 6)), "id": "a"},
+        {"question": too_long, "id": "b"},
+        {"question": "what is the opposite of hot?", "id": "c"},
+    ]
+    r = server.client.post("/v1/predict", json={"requests": batch})
+    assert r.status_code == 200, r.text
+    a, b, c = r.json()["predictions"]
+    _check_answer(a)
+    _check_answer(c)
+    assert b["id"] == "b" and b["status"] == 422 and "tokens" in b["error"] and "requests[1]" in b["error"], b
+    # the model's encoder names the culprit: the two others answered in one more call, not one call each
+    assert server.model.sizes[calls:] == [3, 2]
+
+
 def test_answered_requests_are_in_the_traffic_log(server):
     root = server.root
     r = server.client.post(
