@@ -1,7 +1,13 @@
 """The HTTP API (FastAPI): `POST /v1/predict` (JSON, a JSON batch or a multipart upload), `GET /health`,
 `GET /version`. Built by `create_app` from a model holder, the `serve:` params and a traffic log, so a test or a
 benchmark can serve any model in-process. Every refusal is a 4xx with `{"error": "<one line>"}`, and the server
-keeps serving after it."""
+keeps serving after it; in a JSON batch, a request that fails alone after the batch was accepted (the model cannot
+take it) is `{"id", "error", "status"}` in its place among the others' answers.
+
+Memory is bounded before work is done: a body is refused (413) as soon as it passes its limit while it streams in,
+each body being read and each request being decoded, queued or answered holds a place among `serve.max_queue`
+(503 when none is left, before decoding), images are decoded within `serve.max_image_pixels`, and at most a few
+bodies are parsed and decoded at once."""
 
 from __future__ import annotations
 
@@ -171,12 +177,7 @@ def create_app(
         predictions = []
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
-                status = (
-                    outcome.status if isinstance(outcome, RequestError) else 503 if isinstance(outcome, Busy) else 500
-                )
-                message = (
-                    outcome.message if isinstance(outcome, RequestError) else f"{type(outcome).__name__}: {outcome}"
-                )
+                status, message = _failure(outcome)
                 predictions.append({"id": ids[i], "error": one_line(f"requests[{i}]: {message}"), "status": status})
             else:
                 predictions.append(outcome.response())
@@ -205,6 +206,16 @@ def create_app(
         return holder.current.info()
 
     return app
+
+
+def _failure(error: BaseException) -> tuple[int, str]:
+    """The status and message of one failed request of a batch, as the handlers above would answer it alone."""
+    if isinstance(error, RequestError):
+        return error.status, error.message
+    if isinstance(error, Busy):
+        return 503, str(error)
+    log.error("internal error on a batched request: %s: %s", type(error).__name__, error)
+    return 500, f"internal error ({type(error).__name__}); the server log has the details"
 
 
 class Places:
