@@ -165,6 +165,7 @@ def add_labelled_batch(
 
     from mllmcl.data.records import read_json_lines
 
+    check_name(name, params_path)  # before anything is written: the name becomes folder and file names below
     batch = Path(batch)
     source = batch / "requests.jsonl"
     if not source.is_file():
