@@ -251,7 +251,7 @@ class GateConfig(Section):
     min_router_accuracy: Probability = Field(0.95, description="share of requests routed to the right expert")
     max_language_drop: Probability = Field(0.05, description="text-only suite: most base-minus-candidate drop")
     alpha: float = Field(
-        0.05, gt=0.0, lt=1.0, description="a prior task's drop must also be significant: paired McNemar p < alpha"
+        0.05, gt=0.0, lt=1.0, description="level at which a prior task must show its drop is below max_prior_drop"
     )
     require_approval: bool = Field(False, description="the Prefect flow pauses for a reviewer")
 
