@@ -33,6 +33,23 @@ def test_loosening_a_threshold_fails_policy_unchanged_and_the_stricter_value_app
     assert result.policy["loosened"] == ["min_new_task_accuracy 0.7 -> 0.25"]
 
 
+def test_raising_alpha_loosens_the_prior_task_rule_and_is_refused(project):  # noqa: F811
+    """Under non-inferiority a prior task passes when p < alpha: alpha 0.99 would wave a 4-point drop through."""
+    evals = good_eval({"rs": 0.86, "med": 0.85, "ad": 0.80})
+    prod = _answers(100, 90)
+    cand = {q: (ok and int(q[1:]) >= 4) for q, ok in prod.items()}  # 4 answers lost
+    result = gate(
+        project,
+        evals,
+        production({"rs": 0.90, "med": 0.85}),
+        cfg=GateConfig(alpha=0.99),
+        pairs={"rs": paired_test(prod, cand), "med": paired_test(_answers(100, 85), _answers(100, 85))},
+    )
+    assert set(failed(result)) == {"policy_unchanged", "prior_task:rs"}
+    assert "alpha 0.05 -> 0.99" in check(result, "policy_unchanged").detail
+    assert result.policy["applied"]["alpha"] == 0.05
+
+
 def test_tightening_the_policy_is_allowed(project):  # noqa: F811
     cfg = GateConfig(max_prior_drop=0.02, min_router_accuracy=0.97)
     evals = good_eval()
