@@ -9,6 +9,7 @@ import getpass
 import hashlib
 import json
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mllmcl.errors import StorageError
@@ -107,45 +108,57 @@ class AuditLog:
             out.append(entry)
         return out
 
-    def verify(self, aliases: dict[str, dict]) -> list[dict]:
-        """`entries()`, then each alias against its anchor (the entry that moved it there, named in the alias document)
-        and each alias's moves against one another: a truncated or rewritten log, an edited alias and a move that was
-        logged but never landed are each an AuditError naming the entry."""
+    def verify(self, aliases: dict[str, dict]) -> AuditReport:
+        """`entries()`, then each alias against its anchors (every entry that moved it, named with its hash in the
+        alias document): a truncated or rewritten log and an edited alias are each an AuditError naming the entry.
+        The moves an alias landed must chain (each starts where the one before left it). A move that was logged but
+        landed on no alias (a crash between the log and the alias flip) is listed in `unlanded`, not an error: the
+        alias is where the last landed move left it."""
         entries = self.entries()
         by_seq = {e["seq"]: e for e in entries}
         voided = {e.get("voids") for e in entries if e["action"] == "void"}
-        moves: dict[str, list[dict]] = {}
-        for e in entries:
-            if e["action"] != "void" and e["seq"] not in voided:
-                moves.setdefault(e["alias"], []).append(e)
+        landed: set[int] = set()
         for alias, doc in sorted(aliases.items()):
-            anchor = doc.get("audit") or {}
-            seq = anchor.get("seq")
-            entry = by_seq.get(seq)
-            if seq is None:
+            anchors = doc.get("anchors") or []
+            latest = (doc.get("audit") or {}).get("seq")
+            if latest is None or not anchors or anchors[-1][0] != latest:
                 raise AuditError(f"alias '{alias}' names no audit entry: it was written outside mllmcl's promote")
-            if entry is None:
-                raise AuditError(f"alias '{alias}' is anchored at audit entry {seq}, which is missing: the log was cut")
-            if entry["sha256"] != anchor.get("sha256"):
-                raise AuditError(f"audit entry {seq} is not the one alias '{alias}' names: the log was rewritten")
-            if entry["alias"] != alias or entry["to"] != doc.get("version"):
+            moves = []
+            for seq, sha in anchors:
+                entry = by_seq.get(seq)
+                if entry is None:
+                    raise AuditError(
+                        f"alias '{alias}' is anchored at audit entry {seq}, which is missing: the log was cut"
+                    )
+                if entry["sha256"] != sha:
+                    raise AuditError(f"audit entry {seq} is not the one alias '{alias}' names: the log was rewritten")
+                if entry["alias"] != alias:
+                    raise AuditError(f"alias '{alias}' names audit entry {seq}, which moved '{entry['alias']}'")
+                moves.append(entry)
+            if moves[-1]["to"] != doc.get("version"):
                 raise AuditError(
-                    f"alias '{alias}' points at {doc.get('version')} but its audit entry {seq} moved "
-                    f"'{entry['alias']}' to {entry['to']}: the alias was edited"
+                    f"alias '{alias}' points at {doc.get('version')} but its audit entry {latest} moved it to "
+                    f"{moves[-1]['to']}: the alias was edited"
                 )
-            logged = moves.get(alias, [])
-            if logged and logged[-1]["seq"] != seq:
-                raise AuditError(
-                    f"audit entry {logged[-1]['seq']} records a move of '{alias}' to {logged[-1]['to']} that never "
-                    "landed (a crash between the log and the alias flip): production is as entry "
-                    f"{seq} left it; promote again to move it"
-                )
-        for alias, logged in moves.items():
-            for before, after in zip(logged, logged[1:]):
+            for before, after in zip(moves, moves[1:]):
                 if after["from"] != before["to"]:
                     raise AuditError(
                         f"audit entry {after['seq']} moves '{alias}' from {after['from']}, but entry {before['seq']} "
-                        f"left it at {before['to']}: entry {before['seq']}'s move never landed (a crash between the "
-                        "log and the alias flip)"
+                        f"left it at {before['to']}: a move is missing from the alias's anchors"
                     )
-        return entries
+            landed.update(e["seq"] for e in moves)
+        unlanded = [
+            e
+            for e in entries
+            if e["action"] != "void" and e["seq"] not in landed and e["seq"] not in voided and e["alias"] in aliases
+        ]
+        return AuditReport(entries, unlanded)
+
+
+@dataclass
+class AuditReport:
+    """A verified audit log: its entries, and the moves that were logged but never landed (crash between the log
+    and the alias flip), which `registry history` names."""
+
+    entries: list[dict]
+    unlanded: list[dict]

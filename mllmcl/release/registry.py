@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mllmcl.config import Params
 from mllmcl.errors import StorageError
-from mllmcl.release.audit import AuditLog, actor
+from mllmcl.release.audit import AuditLog, AuditReport, actor
 from mllmcl.release.storage import Store, StoreError, open_store
 
 MANIFEST = "manifest.json"
@@ -163,8 +163,8 @@ class Registry:
     def _move(self, alias: str, action: str, make_doc, *, expected=ANY, **audit) -> dict:
         """Move an alias in one compare-and-swap against ONE read of it: refused when it no longer points at
         `expected` (the version a gate judged against), and recorded first in the audit log, whose entry the new alias
-        document names (its anchor). A lost race voids that entry; a crash between the two writes leaves an entry
-        that `verify_audit` names as a move that never landed."""
+        document names (its anchor, kept with every earlier one). A lost race or a failed write voids that entry; a
+        crash between the two writes leaves an entry that `verify_audit` names as a move that never landed."""
         key = self._akey(alias)
         data, tag = self.store.read_with_tag(key)
         try:
@@ -179,13 +179,24 @@ class Registry:
             )
         doc = make_doc(current)
         entry = self.audit.append(action, alias, from_version=in_force, to_version=doc["version"], **audit)
+        anchor = [entry["seq"], entry["sha256"]]
         doc["audit"] = {"seq": entry["seq"], "sha256": entry["sha256"]}
-        if not self.store.write_if(key, json.dumps(doc, indent=2).encode(), tag):
-            self.audit.append(
-                "void", alias, from_version=None, to_version=None, voids=entry["seq"], reason="alias changed meanwhile"
-            )
+        doc["anchors"] = [*((current or {}).get("anchors") or []), anchor]  # every move that landed here
+        try:
+            landed = self.store.write_if(key, json.dumps(doc, indent=2).encode(), tag)
+        except Exception:
+            landed = ((self.alias(alias) or {}).get("audit") or {}).get("seq") == entry["seq"]  # e.g. a lost reply
+            if not landed:
+                self._void(alias, entry["seq"], "the alias write failed")
+                raise
+        if not landed:
+            self._void(alias, entry["seq"], "alias changed meanwhile")
             raise PromotionConflict(f"alias '{alias}' changed while promoting (another promotion won); nothing changed")
         return doc
+
+    def _void(self, alias: str, seq: int, why: str) -> None:
+        """Record that audit entry `seq`'s move did not land (best effort: a crash leaves it to verify to name)."""
+        self.audit.append("void", alias, from_version=None, to_version=None, voids=seq, reason=why)
 
     def promote(
         self,
@@ -249,9 +260,10 @@ class Registry:
         names = [k[len(prefix) : -5] for k in self.store.list(prefix) if k.endswith(".json")]
         return {name: doc for name in names if ALIAS_NAME.fullmatch(name) and (doc := self.alias(name))}
 
-    def verify_audit(self) -> list[dict]:
-        """The audit log's entries, verified as a chain AND against the anchor each alias holds, so that deleting the
-        newest entries or rewriting the whole log is detected as well as an edit (AuditError naming what)."""
+    def verify_audit(self) -> AuditReport:
+        """The audit log's entries, verified as a chain AND against the anchors each alias holds, so that deleting the
+        newest entries or rewriting the whole log is detected as well as an edit (AuditError naming what); moves that
+        were logged but never landed are listed in the report."""
         return self.audit.verify(self.aliases())
 
     # --- loading -----------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_a_promotion_that_lands_between_gate_and_flip_makes_the_late_one_fail(tm
     with pytest.raises(PromotionConflict, match=rf"is {other}, not {v1} as judged"):
         promote_candidate(params, paths)
     assert registry.resolve("production") == other != late
-    entries = registry.verify_audit()
+    entries = registry.verify_audit().entries
     assert [(e["action"], e["to"]) for e in entries] == [("promote", v1), ("promote", other)]
 
 
@@ -148,7 +148,7 @@ def _two_promotions(tmp_path):
     v2 = _publish(registry, tmp_path, "two")
     registry.promote(v1, reason="first")
     registry.promote(v2, reason="second")
-    assert [e["seq"] for e in registry.verify_audit()] == [1, 2]
+    assert [e["seq"] for e in registry.verify_audit().entries] == [1, 2]
     assert registry.alias("production")["audit"]["seq"] == 2
     return registry, v1, v2
 
@@ -168,15 +168,17 @@ def test_rewriting_the_whole_log_is_detected(tmp_path):
     registry.audit.append("promote", "production", from_version=None, to_version=v1, reason="rewritten")
     registry.audit.append("promote", "production", from_version=v1, to_version=v2, reason="rewritten")
     with pytest.raises(
-        AuditError, match="audit entry 2 is not the one alias 'production' names: the log was rewritten"
+        AuditError, match=r"audit entry 1 is not the one alias 'production' names: the log was rewritten"
     ):
         registry.verify_audit()
 
 
-def test_a_crash_between_log_and_flip_is_named(tmp_path, monkeypatch):
+def test_a_crash_between_log_and_flip_is_named_and_later_moves_still_verify(tmp_path, monkeypatch, capsys):
+    from mllmcl.cli.main import main
+
+    (tmp_path / "params.yaml").write_text("tasks: [t0]\nregistry: {uri: registry, model: m}\n")
     registry, v1, v2 = _two_promotions(tmp_path)
     v3 = _publish(registry, tmp_path, "three")
-
     real_write_if = registry.store.write_if
 
     def crash(key, data, tag):
@@ -189,8 +191,32 @@ def test_a_crash_between_log_and_flip_is_named(tmp_path, monkeypatch):
         registry.promote(v3)
     monkeypatch.undo()
     assert registry.resolve("production") == v2
-    with pytest.raises(AuditError, match=f"entry 3 records a move of 'production' to {v3} that never landed"):
-        registry.verify_audit()
+    assert [e["seq"] for e in registry.verify_audit().unlanded] == [3]
+    registry.promote(v3, reason="again")  # the next move lands and the log still verifies, naming entry 3
+    report = registry.verify_audit()
+    assert [e["seq"] for e in report.unlanded] == [3] and registry.alias("production")["audit"]["seq"] == 4
+    assert main(["registry", "history", "--root", str(tmp_path)]) == 0
+    assert f"NOTE: entry 3 logged a move of 'production' to {v3} that never landed" in capsys.readouterr().out
+
+
+def test_a_failed_alias_write_voids_its_entry(tmp_path, monkeypatch):
+    from mllmcl.release.storage import StoreError
+
+    registry, v1, v2 = _two_promotions(tmp_path)
+    v3 = _publish(registry, tmp_path, "three")
+    real_write_if = registry.store.write_if
+
+    def refuse(key, data, tag):
+        if "/aliases/" in key:
+            raise StoreError("connection reset")
+        return real_write_if(key, data, tag)
+
+    monkeypatch.setattr(registry.store, "write_if", refuse)
+    with pytest.raises(StoreError):
+        registry.promote(v3)
+    monkeypatch.undo()
+    report = registry.verify_audit()
+    assert report.unlanded == [] and report.entries[-1]["voids"] == 3
 
 
 def test_a_reason_with_a_newline_cannot_forge_a_history_line(tmp_path, capsys):
@@ -284,7 +310,7 @@ def test_a_lost_race_voids_its_entry_and_the_log_still_verifies(tmp_path, monkey
     with pytest.raises(PromotionConflict, match="changed while promoting"):
         registry.promote(v3)
     assert registry.resolve("production") == v1
-    actions = [(e["action"], e.get("voids")) for e in registry.verify_audit()]
+    actions = [(e["action"], e.get("voids")) for e in registry.verify_audit().entries]
     assert actions == [("promote", None), ("promote", None), ("promote", None), ("rollback", None), ("void", 3)]
 
 

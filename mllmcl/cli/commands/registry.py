@@ -137,7 +137,8 @@ def _warn_unreproducible(problems: list[str]) -> None:
 
 def _history(args) -> int:
     _, reg = _open(args)
-    entries = reg.verify_audit()  # verified chain and anchors: a tampered log is an error naming the entry
+    report = reg.verify_audit()  # verified chain and anchors: a tampered log is an error naming the entry
+    entries = report.entries
     if not entries:
         print(f"no promotions recorded in {reg.store.uri}")
     for e in entries:
@@ -147,6 +148,11 @@ def _history(args) -> int:
             + (f"  gate={e['gate_decision']}" if e.get("gate_decision") else "")
             + (f"  reason: {_one_line(e['reason'])}" if e.get("reason") else "")
             + (f"  (entry {e['voids']} did not land)" if e.get("voids") else "")
+        )
+    for e in report.unlanded:
+        print(
+            f"NOTE: entry {e['seq']} logged a move of '{e['alias']}' to {e['to']} that never landed (interrupted "
+            "between the log and the alias flip); the alias is where the last landed move left it"
         )
     print(f"{len(entries)} entries, checksum chain and alias anchors verified")
     return 0
