@@ -359,6 +359,11 @@ class ServeConfig(Section):
         description="largest JSON batch body read, bytes (one request's limit follows from max_image_bytes); "
         "enforced while the body streams in",
     )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="a request body must arrive within this many seconds (408 after): idle sockets hold no place",
+    )
     max_queue: PositiveInt = Field(
         32, description="requests admitted at once (being read, decoded, waiting or answered); more get 503"
     )

@@ -109,19 +109,22 @@ def create_app(
 
     async def read_body(request: Request, limit: int, places: Places) -> bytes:
         """The body, read as it streams in: refused (413) as soon as it passes `limit`, and before reading when
-        Content-Length says so; every `one_limit` bytes hold one more place in the queue (Busy when none is
-        left), so bodies being read count against the memory the queue bounds."""
+        Content-Length says so; every `one_limit` bytes received hold one more place in the queue (Busy when none
+        is left), so bodies being read count against the memory the queue bounds; a body that does not arrive within
+        `serve.body_timeout_s` is a 408."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"body is {declared} bytes; at most {limit} are read")
-        if declared and declared.isdigit():
-            places.hold(1 + int(declared) // one_limit)
         body = bytearray()  # grown in place: no second copy of the body when it is complete
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > limit:
-                raise RequestError(413, f"body is over {limit} bytes; refused")
-            places.hold(1 + (len(body) + len(chunk)) // one_limit)
-            body += chunk
+        try:
+            async with asyncio.timeout(config.body_timeout_s):  # a socket that sends nothing keeps nothing
+                async for chunk in request.stream():
+                    if len(body) + len(chunk) > limit:
+                        raise RequestError(413, f"body is over {limit} bytes; refused")
+                    places.hold(1 + (len(body) + len(chunk)) // one_limit)  # places for bytes received, not promised
+                    body += chunk
+        except TimeoutError:
+            raise RequestError(408, f"body not received within {config.body_timeout_s:g} s") from None
         return body
 
     def parse_and_decode(box: list, content_type: str, places: Places, arrived: float):

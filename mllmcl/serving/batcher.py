@@ -125,7 +125,8 @@ class MicroBatcher:
         if not reserved:
             self.reserve(1)
         if self._stopping or self._thread is None:
-            self.release(1)
+            if not reserved:  # a reserved place stays with its holder, who gives it back (Places.__exit__)
+                self.release(1)
             raise Busy("the server is not accepting requests (starting or shutting down)")
         future: Future = Future()
         future.add_done_callback(lambda _: self.release(1))

@@ -317,3 +317,26 @@ def test_a_full_server_refuses_before_decoding(monkeypatch):
             model.release.set()
             for t in waiting:
                 t.join(30)
+
+
+def test_idle_sockets_that_promise_big_bodies_hold_no_places_and_time_out():
+    """Eight connections declare a 30 MB body and send nothing: places are held for bytes received, not promised, so
+    a real request is still answered, and each idle one gets a 408 when serve.body_timeout_s runs out."""
+    config = ServeConfig(body_timeout_s=2.0)
+    with serving(config) as s:
+        host, port = s.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(8)]
+        try:
+            for sock in idle:
+                sock.sendall(
+                    b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 30000000\r\n\r\n"
+                )
+            time.sleep(0.3)  # the server has read every head and is waiting for the bodies
+            r = s.client.post("/v1/predict", json={"question": "still there?"})
+            assert r.status_code == 200, r.text
+            head = idle[0].recv(65536).decode(errors="replace")
+            assert head.startswith("HTTP/1.1 408") and "within 2 s" in head, head[:300]
+        finally:
+            for sock in idle:
+                sock.close()
