@@ -9,7 +9,7 @@ def main(args) -> int:
     from mllmcl.continual.evaluation import evaluate_system, experts_report
     from mllmcl.continual.inference import RoutedModel
     from mllmcl.model.loading import resolve_base
-    from mllmcl.release.evidence import as_record, inputs_to_evaluate
+    from mllmcl.release.evidence import as_record, inputs_to_evaluate, prediction_digests
 
     params, paths = context(args)
     base, experts, router = args.base or paths.base, args.experts or paths.experts, args.router or paths.router
@@ -22,11 +22,13 @@ def main(args) -> int:
         model,
         params.tasks,
         tasks_dir=tasks_dir,
-        predictions_dir=args.predictions or paths.predictions,
+        predictions_dir=args.predictions or paths.predictions,  # hashed into `judged` once written
         experts_dir=experts,
         language_suite=params.router.base_suite,
         batch_size=params.evaluate.batch_size,
     )
+    predictions = args.predictions or paths.predictions
+    judged["predictions"] = prediction_digests(predictions, [*params.tasks, params.router.base_suite])
     write_json(args.metrics or paths.eval_json, {**result.to_json(), "judged": as_record(judged)})
     write_json(
         args.experts_report or paths.experts_report,

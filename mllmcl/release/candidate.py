@@ -4,6 +4,7 @@ DVC plot files, and reports/gate_lineage.json (commit, dvc.lock hashes, params d
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mllmcl.plots import png_bytes
 from mllmcl.release.evidence import fingerprint, model_files, require_current
 from mllmcl.release.gate import GateResult, evaluate_gate
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, params_diff
-from mllmcl.release.registry import Registry, sha256_file
+from mllmcl.release.registry import Registry
 from mllmcl.release.report import confusion_figure, matrix_figure, task_order, write_gate_reports
 from mllmcl.release.stats import paired_test
 
@@ -33,25 +34,28 @@ def workspace_fingerprint(params: Params, paths: ProjectPaths) -> dict:
         router_dir=paths.router,
         tasks_dir=paths.tasks_dir,
         language_suite=params.router.base_suite,
+        predictions_dir=paths.predictions,
     )
 
 
-def eval_digest(path: Path) -> str:
-    """sha256 of metrics/eval.json as written: the gate records it, promotion compares it."""
-    return sha256_file(Path(path))
-
-
-def read_eval(path: Path) -> dict:
-    """metrics/eval.json as a dict; a missing or malformed file is a DataError that points at the evaluate stage."""
+def load_evaluation(path: Path) -> tuple[dict, str]:
+    """metrics/eval.json as a dict, and the sha256 of exactly the bytes parsed (what a gate decision names, so that
+    promotion can tell it judged this file); a missing or malformed file is a DataError pointing at evaluate."""
     if not Path(path).is_file():
         raise DataError(f"{path}: no evaluation result (run the evaluate stage first)")
+    raw = Path(path).read_bytes()
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: an evaluation result is a JSON object, not {type(data).__name__}")
-    return data
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+def read_eval(path: Path) -> dict:
+    """metrics/eval.json as a dict (load_evaluation without the digest)."""
+    return load_evaluation(path)[0]
 
 
 PREDICTIONS_IN_VERSION = "reports/predictions/{task}.jsonl"
@@ -98,7 +102,7 @@ def paired_evidence(params: Params, paths: ProjectPaths, registry: Registry, pro
 
 def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
     """Judge the workspace's candidate against the registry's production and write every gate output."""
-    eval_json = read_eval(paths.eval_json)
+    eval_json, eval_sha256 = load_evaluation(paths.eval_json)
     judged = workspace_fingerprint(params, paths)
     require_current(eval_json, judged, where=paths.eval_json)  # never judge a result measured on other files
     registry = Registry.from_params(params, paths.root)
@@ -127,7 +131,7 @@ def run_gate(params: Params, paths: ProjectPaths) -> GateResult:
         "params_diff": params_diff(params.dump(), production.get("params", {})) if production else [],
         "registry": registry.store.uri,
     }
-    result = {**gate.to_json(), "evaluation_sha256": eval_digest(paths.eval_json)}
+    result = {**gate.to_json(), "evaluation_sha256": eval_sha256}
     paths.gate_json.parent.mkdir(parents=True, exist_ok=True)
     paths.gate_json.write_text(json.dumps(result, indent=2) + "\n")
     paths.gate_lineage.parent.mkdir(parents=True, exist_ok=True)

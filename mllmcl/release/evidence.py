@@ -55,27 +55,51 @@ def split_digest(folder: Path) -> str | None:
             continue  # validation names malformed rows; the digest still changes with the bytes above
         if isinstance(image, str):
             images.add(image)
+    root = Path(folder).resolve()
     for rel in sorted(images):
-        path = Path(folder) / rel
-        h.update(f"\0{rel}\0{sha256_file(path) if path.is_file() else 'missing'}".encode())
+        path = (root / rel).resolve()
+        inside = path.is_relative_to(root) and path.is_file()  # validation refuses the others; never hash them
+        h.update(f"\0{rel}\0{sha256_file(path) if inside else 'missing or outside'}".encode())
     return h.hexdigest()
 
 
+def prediction_digests(predictions_dir: Path, tasks) -> dict[str, str | None]:
+    """sha256 of each task's answer file (reports/predictions/<task>.jsonl): the gate pairs them with production's,
+    and they are published as the next production's recorded answers, so they are part of what was judged."""
+    out = {}
+    for task in tasks:
+        path = Path(predictions_dir) / f"{task}.jsonl"
+        out[task] = sha256_file(path) if path.is_file() else None
+    return out
+
+
 def fingerprint(
-    params: Params, *, base_dir: Path, experts_dir: Path, router_dir: Path, tasks_dir: Path, language_suite: str
+    params: Params,
+    *,
+    base_dir: Path,
+    experts_dir: Path,
+    router_dir: Path,
+    tasks_dir: Path,
+    language_suite: str,
+    predictions_dir: Path | None = None,
 ) -> dict:
-    """The `judged` record of an evaluation: candidate id, per-file sha256, base identity and test-set digests."""
+    """The `judged` record of an evaluation: candidate id, per-file sha256, base identity, test-set digests and,
+    once written, the digests of its answer files (`predictions_dir`)."""
     files = model_files(params, base_dir=base_dir, experts_dir=experts_dir, router_dir=router_dir)
     shas = {rel: sha256_file(path) for rel, path in sorted(files.items())}
-    return {
+    suites = [*params.tasks, language_suite]
+    out = {
         "candidate": content_id(shas),
         "files": shas,
         "base": base_identity(params.base, Path(base_dir)),
-        "test_sets": {t: split_digest(Path(tasks_dir) / t) for t in [*params.tasks, language_suite]},
+        "test_sets": {t: split_digest(Path(tasks_dir) / t) for t in suites},
     }
+    if predictions_dir is not None:
+        out["predictions"] = prediction_digests(predictions_dir, suites)
+    return out
 
 
-RECORD_MAPS = ("files", "base", "test_sets")
+RECORD_MAPS = ("files", "base", "test_sets", "predictions")
 
 
 def as_record(fp: dict) -> dict:
@@ -124,6 +148,10 @@ def differences(recorded: dict, current: dict) -> list[str]:
     sets = [t for t in sorted(old_sets.keys() | new_sets.keys()) if old_sets.get(t) != new_sets.get(t)]
     if sets:
         out.append(f"test data: {', '.join(sets)}")
+    old_answers, new_answers = recorded.get("predictions") or {}, current.get("predictions") or {}
+    answers = [t for t in sorted(old_answers.keys() | new_answers.keys()) if old_answers.get(t) != new_answers.get(t)]
+    if answers:
+        out.append(f"answer files (reports/predictions): {', '.join(answers)}")
     return out
 
 

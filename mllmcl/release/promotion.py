@@ -11,7 +11,7 @@ from pathlib import Path
 from mllmcl.config import Params
 from mllmcl.errors import UserError
 from mllmcl.paths import ProjectPaths
-from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
+from mllmcl.release.candidate import candidate_files, load_evaluation, workspace_fingerprint
 from mllmcl.release.evidence import StaleEvaluation, recorded, require_current
 from mllmcl.release.lineage import dvc_lock_hashes, git_commit, git_dirty, reproducibility_problems
 from mllmcl.release.registry import PromotionConflict, Registry
@@ -64,10 +64,11 @@ def build_manifest(
     reason: str = "",
     approved_by: str | None = None,
     problems: list[str] | None = None,
+    evaluation: dict | None = None,
 ) -> dict:
     """A version's manifest: tasks, base, params, git and dvc.lock lineage, eval and gate results, and whether (and why)
     the promotion was forced or approved."""
-    evaluation = _load(paths.eval_json) or {}
+    evaluation = evaluation if evaluation is not None else (_load(paths.eval_json) or {})
     judged_base = (recorded(evaluation) or {}).get("base") or {}
     return {
         "tasks": list(params.tasks),
@@ -120,9 +121,7 @@ def promote_candidate(
         raise PromotionRefused(f"{paths.gate_json}: no gate result (run the pipeline first)")
     require_promotable(gate, force=force, reason=reason, what=f"candidate {gate.get('candidate')}")
     files = candidate_files(params, paths)
-    evaluation = _load(paths.eval_json)
-    if evaluation is None:
-        raise PromotionRefused(f"{paths.eval_json}: no evaluation result (run the pipeline first)")
+    evaluation, eval_sha256 = load_evaluation(paths.eval_json)  # one read: checked, digested and published
     judged = workspace_fingerprint(params, paths)
     require_current(evaluation, judged, where=paths.eval_json)
     version = judged["candidate"]
@@ -131,7 +130,7 @@ def promote_candidate(
             f"the gate judged {gate.get('candidate')} but the workspace holds {version}: "
             "re-run the gate (`dvc repro` or `mllmcl gate`) before promoting"
         )
-    if gate.get("evaluation_sha256") != eval_digest(paths.eval_json):
+    if gate.get("evaluation_sha256") != eval_sha256:
         raise StaleEvaluation(
             f"{paths.gate_json}: the gate judged another {paths.eval_json} than the one here: re-run the gate "
             "(`dvc repro gate` or `mllmcl gate`) before promoting"
@@ -153,9 +152,16 @@ def promote_candidate(
     published = version not in {m["version"] for m in registry.list_versions()}
     if published:
         manifest = build_manifest(
-            params, paths, forced=forced, reason=reason, approved_by=approved_by, problems=problems
+            params,
+            paths,
+            forced=forced,
+            reason=reason,
+            approved_by=approved_by,
+            problems=problems,
+            evaluation=evaluation,
         )
-        registry.publish(version, {**files, **report_files(paths)}, manifest)
+        # what is uploaded must be what was judged: a training run writing models/ meanwhile is refused, not published
+        registry.publish(version, {**files, **report_files(paths)}, manifest, expected=judged["files"])
     if not published:  # publish verified its uploads; an older version is read back: never promote a corrupt one
         registry.verify(version)
     registry.promote(  # one compare-and-swap against exactly the production the gate judged
@@ -195,9 +201,10 @@ def promote_version(
     problem = version_evidence_problem(manifest)
     if problem and not force:
         raise StaleEvaluation(f"{problem}; refusing to promote (use --force --reason to override, recorded)")
-    forced = force and (gate.get("decision") != "pass" or problem is not None)
     current = registry.alias(alias)
     in_force = current["version"] if current else None
+    # anything --force overrode is recorded as a forced promotion: a failed gate, another evaluation, another baseline
+    forced = force and (gate.get("decision") != "pass" or problem is not None or gate.get("baseline") != in_force)
     if not force and gate.get("baseline") != in_force:
         raise PromotionConflict(
             f"version {version}'s gate compared it with {gate.get('baseline') or 'no production'}, but {alias} is "

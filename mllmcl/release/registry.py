@@ -99,13 +99,22 @@ class Registry:
         return AuditLog(self.store, self.model)
 
     # --- versions ----------------------------------------------------------------------------------------
-    def publish(self, version: str, files: dict[str, Path], manifest: dict) -> dict:
-        """Upload every file, then the manifest (with checksums) last, then verify what the store holds."""
+    def publish(
+        self, version: str, files: dict[str, Path], manifest: dict, *, expected: dict[str, str] | None = None
+    ) -> dict:
+        """Upload every file, then the manifest (with checksums) last, then verify what the store holds. `expected`:
+        sha256s some files must have (what an evaluation judged): a file that changed since is refused before the
+        version becomes visible."""
         if self.store.exists(self._vkey(version, MANIFEST)):
             raise RegistryError(f"version {version} already exists in {self.store.uri} (versions are immutable)")
         checksums = {}
         for rel, path in sorted(files.items()):
             data = Path(path).read_bytes()
+            if expected and rel in expected and hashlib.sha256(data).hexdigest() != expected[rel]:
+                raise RegistryError(
+                    f"{path}: changed since it was evaluated (as {rel} of {version}); nothing was published: re-run "
+                    "the evaluation and the gate"
+                )
             self.store.put_bytes(self._vkey(version, rel), data)
             checksums[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         manifest = {**manifest, "version": version, "model": self.model, "created_at": _now(), "files": checksums}

@@ -170,7 +170,7 @@ def _fmt(v) -> str:
 
 
 def _stats(c: dict) -> str:
-    """n, 95% interval and paired p-value of a check, where it has them."""
+    """n, 95% interval, and the non-inferiority p-value and power of a prior-task check, where it has them."""
     parts = []
     if c.get("n"):
         parts.append(f"n={c['n']}")
@@ -178,7 +178,9 @@ def _stats(c: dict) -> str:
         lo, hi = c["interval"]
         parts.append(f"95% CI {lo:.3f}-{hi:.3f}")
     if c.get("p_value") is not None:
-        parts.append(f"paired p={c['p_value']:.3g}")
+        parts.append(f"non-inferiority p={c['p_value']:.3g}")
+    if c.get("power") is not None:
+        parts.append(f"power {c['power']:.0%}")
     return ", ".join(parts)
 
 

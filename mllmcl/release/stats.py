@@ -1,5 +1,5 @@
 """The statistics a gate decision rests on: a 95% interval for an accuracy measured on n questions (Wilson), the
-exact McNemar test of "the candidate is worse than production on the same questions" (reported), and the rule a prior
+paired counts of answers lost and gained on the same questions (with the exact McNemar p of a loss), and the rule a prior
 task must pass: a one-sided NON-INFERIORITY test, in which the candidate has to show, at alpha, that it lost less
 than the allowed drop (Tango's score test on the paired answers; on unpaired accuracies, Newcombe's hybrid score
 bound). The burden of proof is on the candidate: a small sample cannot wave a real drop through."""

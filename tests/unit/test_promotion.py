@@ -10,7 +10,7 @@ import pytest
 
 from mllmcl.config import parse_params
 from mllmcl.paths import ProjectPaths
-from mllmcl.release.candidate import candidate_files, eval_digest, workspace_fingerprint
+from mllmcl.release.candidate import candidate_files, load_evaluation, workspace_fingerprint
 from mllmcl.release.evidence import as_record
 from mllmcl.release.promotion import PromotionRefused, promote_candidate
 from mllmcl.release.registry import Registry, candidate_id
@@ -34,7 +34,7 @@ def _gate(paths, params, baseline):
     version = candidate_id(candidate_files(params, paths))
     assert version == judged["candidate"]
     gate = {"decision": "pass", "candidate": version, "baseline": baseline, "checks": []}
-    paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": eval_digest(paths.eval_json)}))
+    paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": load_evaluation(paths.eval_json)[1]}))
     return version
 
 

@@ -15,7 +15,7 @@ from mllmcl.config import parse_params
 from mllmcl.errors import DataError
 from mllmcl.paths import ProjectPaths
 from mllmcl.release.audit import AuditError
-from mllmcl.release.candidate import eval_digest, run_gate, workspace_fingerprint
+from mllmcl.release.candidate import load_evaluation, run_gate, workspace_fingerprint
 from mllmcl.release.evidence import StaleEvaluation, as_record, require_same_base
 from mllmcl.release.promotion import promote_candidate, promote_version
 from mllmcl.release.registry import PromotionConflict, Registry, RegistryError, candidate_id
@@ -39,7 +39,7 @@ def _evaluated(params, paths, baseline=None, decision="pass") -> str:
     tasks = {t: {"accuracy": 0.99, "n": 40, "router_accuracy": 1.0} for t in params.tasks}
     paths.eval_json.write_text(json.dumps({"tasks": tasks, "judged": as_record(judged)}))
     gate = {"decision": decision, "candidate": judged["candidate"], "baseline": baseline, "checks": []}
-    paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": eval_digest(paths.eval_json)}))
+    paths.gate_json.write_text(json.dumps({**gate, "evaluation_sha256": load_evaluation(paths.eval_json)[1]}))
     return judged["candidate"]
 
 
@@ -83,6 +83,47 @@ def test_an_evaluation_without_its_judged_files_or_of_other_test_data_is_refused
         run_gate(params, paths)
 
 
+def test_answer_files_edited_after_the_evaluation_are_refused(tmp_path):
+    """The gate pairs reports/predictions with production's answers, and they are published as the next baseline:
+    an edited answer file is a stale evaluation too."""
+    params, paths = _workspace(tmp_path)
+    paths.predictions.mkdir(parents=True)
+    (paths.predictions / "fin.jsonl").write_text('{"id": "1", "correct": false}\n')
+    _evaluated(params, paths)
+    (paths.predictions / "fin.jsonl").write_text('{"id": "1", "correct": true}\n')
+    with pytest.raises(StaleEvaluation, match=r"answer files \(reports/predictions\): fin"):
+        run_gate(params, paths)
+
+
+def test_files_that_change_between_the_checks_and_the_upload_are_not_published(tmp_path, monkeypatch):
+    from mllmcl.release import promotion
+
+    params, paths = _workspace(tmp_path)
+    _evaluated(params, paths)
+    real = promotion.report_files
+
+    def a_training_run_writes_meanwhile(p):
+        (paths.expert("fin") / "adapter_model.safetensors").write_text("retrained")
+        return real(p)
+
+    monkeypatch.setattr(promotion, "report_files", a_training_run_writes_meanwhile)
+    with pytest.raises(RegistryError, match=r"adapter_model.safetensors: changed since it was evaluated"):
+        promote_candidate(params, paths)
+    registry = Registry.from_params(params, tmp_path)
+    assert registry.list_versions() == [] and registry.alias("production") is None
+
+
+def test_a_forced_promotion_over_another_baseline_is_recorded_as_forced(tmp_path):
+    registry = Registry(LocalStore(tmp_path / "registry"), "m")
+    v1, v2 = _publish(registry, tmp_path, "one"), _publish(registry, tmp_path, "two")
+    promote_version(registry, v1)
+    v3 = _publish(registry, tmp_path, "three", gate={"decision": "pass", "baseline": v2})  # judged against v2
+    with pytest.raises(PromotionConflict, match="gate compared it with"):
+        promote_version(registry, v3)
+    promote_version(registry, v3, force=True, reason="v2 was never promoted")
+    assert registry.verify_audit().entries[-1]["action"] == "force-promote"
+
+
 def test_a_gate_decision_on_another_evaluation_of_the_same_files_is_refused(tmp_path):
     params, paths = _workspace(tmp_path)
     _evaluated(params, paths)
@@ -106,8 +147,8 @@ def test_a_promotion_that_lands_between_gate_and_flip_makes_the_late_one_fail(tm
     late = _evaluated(params, paths, baseline=v1)
     real_publish = Registry.publish
 
-    def publish_while_someone_promotes(self, version, files, manifest):
-        out = real_publish(self, version, files, manifest)
+    def publish_while_someone_promotes(self, version, files, manifest, **kw):
+        out = real_publish(self, version, files, manifest, **kw)
         promote_version(Registry.from_params(params, tmp_path), other)  # lands after the late one's checks
         return out
 
