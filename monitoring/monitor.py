@@ -199,6 +199,7 @@ class TrafficRead:
     problems: list[str] = field(default_factory=list)  # one line each: file, line number, what is wrong
 
 
+MAX_READ_BYTES = 64 << 20  # one file's new bytes read per run at most: the monitor's memory stays bounded
 TRAFFIC_FILES = "????-??-??*.jsonl"  # <UTC day>.jsonl, or <UTC day>.<writer>.jsonl for a server with a file of its own
 
 
@@ -228,8 +229,12 @@ def _read_appended(path: Path, mark: dict) -> tuple[list[dict], dict, list[str]]
         offset, line_no = 0, 0
     with path.open("rb") as f:
         f.seek(offset)
-        data = f.read(size - offset)
-    end = data.rfind(b"\n") + 1  # after the last complete line; a partial one waits for its newline
+        data = f.read(min(size - offset, MAX_READ_BYTES))  # bounded: the rest is read by the next runs
+        end = data.rfind(b"\n") + 1  # after the last complete line; a partial one waits for its newline
+        if not end and len(data) == MAX_READ_BYTES:  # one line longer than a whole read: never a real request
+            skipped = _skip_line(f)
+            problems.append(f"{path}, line {line_no + 1}: longer than {MAX_READ_BYTES} bytes, skipped")
+            return [], {"offset": offset + len(data) + skipped, "line": line_no + 1}, problems
     rows = []
     for raw in data[:end].split(b"\n")[:-1]:
         line_no += 1
@@ -240,6 +245,17 @@ def _read_appended(path: Path, mark: dict) -> tuple[list[dict], dict, list[str]]
         except DataError as e:
             problems.append(f"{path}, line {line_no}: {e}")
     return rows, {"offset": offset + end, "line": line_no}, problems
+
+
+def _skip_line(f) -> int:
+    """Bytes from `f`'s position up to and including the next newline (all that is left when there is none)."""
+    skipped = 0
+    while block := f.read(1 << 20):
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return skipped + cut + 1
+        skipped += len(block)
+    return skipped
 
 
 def _traffic_line(raw: bytes) -> dict:

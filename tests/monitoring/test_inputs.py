@@ -166,6 +166,23 @@ def test_a_malformed_traffic_line_is_reported_and_skipped_not_fatal(tmp_path):
     assert read.marks[day.name]["offset"] == day.stat().st_size  # past the bad lines: never read again
 
 
+def test_one_run_reads_a_bounded_share_of_a_file_and_the_next_goes_on(tmp_path, monkeypatch):
+    from monitoring import monitor
+
+    monkeypatch.setattr(monitor, "MAX_READ_BYTES", 1000)
+    day = tmp_path / "2026-11-26.jsonl"
+    lines = [_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(6)]
+    _append(day, lines[0] + lines[1] + '{"question": "' + "x" * 3000 + '"}\n' + "".join(lines[2:]))
+    runs, marks, seen, problems = 0, {}, 0, []
+    while runs < 20 and (marks.get(day.name) or {}).get("offset", 0) < day.stat().st_size:
+        read = read_traffic(tmp_path, marks)
+        before = (marks.get(day.name) or {}).get("offset", 0)
+        assert read.marks[day.name]["offset"] - before <= (1000 if read.rows else 4000)  # a long line: skipped
+        marks, seen, problems, runs = read.marks, seen + len(read.rows), problems + read.problems, runs + 1
+    assert seen == 6 and runs > 2  # every good line, over several bounded reads
+    assert problems == [f"{day}, line 3: longer than 1000 bytes, skipped"]
+
+
 def test_an_older_state_s_time_watermark_is_honoured_once(tmp_path):
     _append(tmp_path / "2026-11-26.jsonl", "".join(_line(f"2026-11-26T0{i}:00:00+00:00") for i in range(3)))
     read = read_traffic(tmp_path, None, since="2026-11-26T00:00:00+00:00")
