@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mllmcl.continual import router as router_module
+from mllmcl.continual.router import mllm as router_module
 from mllmcl.continual.router import BASE, BASE_LETTER, Route, Router, build_pool
 
 TASKS = ["rs", "med", "ad"]

@@ -1,0 +1,62 @@
+"""Routers: which expert answers a request (or the plain base). One module per job: the pool and routes (`pool`),
+the replay memory (`replay`), the MLLM router of MR-LoRA (`mllm`), the open-set profiles (`profiles`), training
+(`training`) and measuring (`evaluation`). Callers import from here."""
+
+from mllmcl.continual.router.evaluation import evaluate_router
+from mllmcl.continual.router.mllm import Router, fit_router
+from mllmcl.continual.router.pool import (
+    BASE,
+    BASE_LETTER,
+    POOL_FILE,
+    STATS_FILE,
+    PoolEntry,
+    Route,
+    build_pool,
+    load_pool,
+    pool_json,
+    router_pool_text,
+    router_question,
+    router_vocabulary,
+    task_description,
+)
+from mllmcl.continual.router.profiles import fit_open_set, fit_question_set, labelled_image_embeddings
+from mllmcl.continual.router.replay import (
+    held_out_set,
+    labelled_request,
+    labelled_sets,
+    question_swaps,
+    replay_set,
+    source_folder,
+    source_task,
+)
+from mllmcl.continual.router.training import train_router
+
+__all__ = [
+    "BASE",
+    "BASE_LETTER",
+    "POOL_FILE",
+    "STATS_FILE",
+    "PoolEntry",
+    "Route",
+    "Router",
+    "build_pool",
+    "evaluate_router",
+    "fit_open_set",
+    "fit_question_set",
+    "fit_router",
+    "held_out_set",
+    "labelled_image_embeddings",
+    "labelled_request",
+    "labelled_sets",
+    "load_pool",
+    "pool_json",
+    "question_swaps",
+    "replay_set",
+    "router_pool_text",
+    "router_question",
+    "router_vocabulary",
+    "source_folder",
+    "source_task",
+    "task_description",
+    "train_router",
+]
