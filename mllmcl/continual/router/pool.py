@@ -40,6 +40,7 @@ class Route:
     known: bool = True  # False: open set (novel image, illegal letter, low confidence, or an image sent to base)
     novelty: float | None = None  # distance to the nearest learned task (image requests with a profile)
     image_embedding: object = None  # the base's compact image embedding (numpy), None for text-only
+    by: str = "mllm"  # which router decided: "mllm" or "prototype" (a cascade reports the share of each)
 
 
 def task_description(tasks_dir: Path, task: str) -> str:
@@ -80,13 +81,13 @@ def router_vocabulary(tasks: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def pool_json(pool: Sequence[PoolEntry], cfg: RouterConfig) -> dict:
-    """pool.json, saved next to the router adapter: the pool plus the fallback settings inference must apply."""
+    """pool.json, saved in the router's folder: the pool and the router's kind (its thresholds are read at answer
+    time from `routing:`, so changing them never retrains it)."""
     return {
         "experts": [asdict(e) for e in pool],
         "base_letter": BASE_LETTER,
-        "min_confidence": cfg.min_confidence,
-        "text_only_to_base": cfg.text_only_to_base,
-        "fallback": "base model on an illegal letter or a confidence below min_confidence",
+        "kind": cfg.kind,
+        "fallback": "base model on an illegal letter, a confidence below routing.min_confidence, or a novel image",
     }
 
 

@@ -7,17 +7,22 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from mllmcl.config import RouterConfig
+from mllmcl.config import RouterConfig, RoutingConfig
 from mllmcl.continual.embedding_cache import EmbeddingCache
-from mllmcl.continual.open_set import NoveltyProfile, compact
-from mllmcl.continual.router.mllm import Router
+from mllmcl.continual.open_set import NoveltyProfile
+from mllmcl.continual.router.features import BaseFeatures
 from mllmcl.continual.router.replay import labelled_request, replay_set, source_folder
 from mllmcl.data.images import read_image_bytes
 
+# Profiles keep their calibration distances and answer time applies `routing.novelty_quantile`; the thresholds in a
+# router's stats are at the default quantile, so that training never depends on a routing setting.
+TRAINING_QUANTILE = RoutingConfig().novelty_quantile
 
-def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: EmbeddingCache) -> list[tuple]:
+
+def labelled_image_embeddings(router, labelled, tasks_dir: Path, cache: EmbeddingCache) -> list[tuple]:
     """(label, base image embedding or None) of each labelled record that has an image, through `cache` (keyed by
-    the image's bytes), so only images it has not seen are opened and embedded."""
+    the image's bytes), so only images it has not seen are opened and embedded. `router`: anything with
+    `image_embeddings(requests)` (BaseFeatures, or an MLLM Router)."""
     rows = [(label, rec) for label, rec in labelled if rec.get("image")]
 
     def compute(indices):
@@ -30,7 +35,7 @@ def labelled_image_embeddings(router: Router, labelled, tasks_dir: Path, cache: 
     return [(label, v) for (label, _), v in zip(rows, cache.embed(items, compute))]
 
 
-def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig, cache=None):
+def fit_open_set(features: BaseFeatures, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig, cache=None):
     """The open-set profile of `tasks`: one Gaussian per task fitted on `novelty_samples_per_task` of its training
     images, the threshold calibrated on as many other training images (the test split stays unseen for evaluation).
     Returns (profile or None when there are no image tasks, stats for router_stats.json). `cache`: an
@@ -48,8 +53,8 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         fit += rows[:half]
         fitted = {r.get("image") for _, r in rows[:half]}  # the embedding ignores the question: disjoint by image
         calibration += [(t, r) for t, r in rows[half : 2 * half] if r.get("image") not in fitted]
-    fit_emb = labelled_image_embeddings(router, fit, tasks_dir, cache)
-    cal_emb = [e for _, e in labelled_image_embeddings(router, calibration, tasks_dir, cache)]
+    fit_emb = labelled_image_embeddings(features, fit, tasks_dir, cache)
+    cal_emb = [e for _, e in labelled_image_embeddings(features, calibration, tasks_dir, cache)]
     by_task: dict[str, list] = {}
     for label, emb in fit_emb:
         if emb is not None:
@@ -59,11 +64,11 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
         return None, {"enabled": False, "reason": "no image embeddings (text-only tasks or no image tokens)"}
     profile = NoveltyProfile.fit({t: np.stack(v) for t, v in by_task.items()})
     known = [e for e in cal_emb if e is not None]
-    profile.calibrate(np.stack(known) if known else np.zeros((0, profile.means.shape[1])), cfg.novelty_quantile)
+    profile.calibrate(np.stack(known) if known else np.zeros((0, profile.means.shape[1])), TRAINING_QUANTILE)
     return profile, {
         "enabled": profile.threshold != float("inf"),
         "threshold": round(profile.threshold, 4) if profile.threshold != float("inf") else None,
-        "quantile": cfg.novelty_quantile,
+        "quantile": TRAINING_QUANTILE,
         "fit_images": sum(len(v) for v in by_task.values()),
         "calibration_images": len(known),
         "embeddings_cached": cache.hits,
@@ -71,12 +76,10 @@ def fit_open_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: Rou
     }
 
 
-def fit_question_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
+def fit_question_set(features: BaseFeatures, tasks: Sequence[str], tasks_dir: Path, cfg: RouterConfig):
     """The questions' profile: Gaussians of the base's question embeddings per image task, fitted on training questions
     and calibrated, at the images' quantile, on other training questions. Returns (profile or None, stats)."""
     import numpy as np
-
-    from mllmcl.model.embeddings import question_embeddings
 
     n = cfg.novelty_samples_per_task
     picked = [(t, r) for t, r in replay_set(tasks, tasks_dir, "train", 2 * n, cfg.seed + 2) if r.get("image")]
@@ -90,15 +93,13 @@ def fit_question_set(router: Router, tasks: Sequence[str], tasks_dir: Path, cfg:
     if not fit:
         return None, {"enabled": False, "reason": "no image task with questions to fit"}
 
-    def embed(questions):
-        return compact(question_embeddings(router.model, router.prompting.tokenizer, questions))
+    embed = features.question_embeddings
 
-    profile = NoveltyProfile.fit({t: embed(q) for t, q in fit.items()}).calibrate(
-        embed(calibration) if calibration else np.zeros((0, 1)), cfg.novelty_quantile
-    )
+    profile = NoveltyProfile.fit({t: embed(q) for t, q in fit.items()})
     # tasks asked in a handful of fixed wordings put every known question at distance ~0: a floor keeps float noise
     # from turning one of them novel
-    profile.threshold = max(profile.threshold, 1e-3)
+    profile.floor = 1e-3
+    profile.calibrate(embed(calibration) if calibration else np.zeros((0, 1)), TRAINING_QUANTILE)
     return profile, {
         "enabled": True,
         "threshold": round(profile.threshold, 4) if profile.threshold != float("inf") else None,
