@@ -97,8 +97,11 @@ def test_a_routing_threshold_is_read_when_answering_and_never_retrains(kinds):
     folder = kinds["folders"]["mllm"]
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     labels, requests = _held_out(kinds)
-    strict = _model(kinds, "mllm", min_confidence=1.0).router.route(requests)
-    assert all(r.task == "base" for r in strict)  # no letter reaches confidence 1: everything falls back to base
+    text_only = [i for i, (image, _) in enumerate(requests) if image is None]
+    asked = _model(kinds, "mllm").router.route(requests)
+    skipped = _model(kinds, "mllm", text_only_to_base=True).router.route(requests)
+    assert text_only and all("sent to base" not in asked[i].raw for i in text_only)  # the router read them
+    assert all(skipped[i].raw == "(text-only: sent to base)" for i in text_only)  # not asked at all now
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 

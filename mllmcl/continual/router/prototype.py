@@ -15,8 +15,8 @@ from mllmcl.continual.router.pool import BASE, PoolEntry, Route
 
 
 def _log_likelihoods(profile: NoveltyProfile, x, names: list[str]):
-    """(n, len(names)) log-likelihood, up to a constant, of each row under each task's best Gaussian; tasks the
-    profile lacks get 0 (no evidence either way)."""
+    """(n, len(names)) log-likelihood, up to a constant, of each row under each task's best Gaussian; a task the
+    profile lacks gets the mean of the others (no evidence either way)."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
@@ -26,11 +26,16 @@ def _log_likelihoods(profile: NoveltyProfile, x, names: list[str]):
     d2 = np.maximum(np.einsum("ntd,tde,nte->nt", diff, precisions, diff), 0.0)
     logdet = np.array([np.linalg.slogdet(p)[1] for p in precisions])  # log |precision| = -log |covariance|
     per_component = -0.5 * d2 + 0.5 * logdet[None, :]
-    out = np.zeros((len(x), len(names)))
+    out = np.full((len(x), len(names)), np.nan)
     for j, name in enumerate(names):
         cols = [i for i, t in enumerate(profile.tasks) if t == name]
         if cols:
             out[:, j] = per_component[:, cols].max(axis=1)
+    # a task the profile lacks gets the row's mean over the tasks it has: no evidence either way, never a bonus
+    if np.isnan(out).any():
+        present = ~np.isnan(out).all(axis=0)
+        fill = out[:, present].mean(axis=1, keepdims=True) if present.any() else np.zeros((len(x), 1))
+        out = np.where(np.isnan(out), fill, out)
     return out
 
 
