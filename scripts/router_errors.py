@@ -1,6 +1,6 @@
 """Where a router's mistakes come from: trains one router with `fit_router` (train_router's, before the open set),
 routes held-out test requests of every task plus text-only ones, and splits the expert requests into right / wrong letters above and below
-router.min_confidence, printing each wrong one. Tells an under-trained router (confident wrong letters) from a
+routing.min_confidence, printing each wrong one. Tells an under-trained router (confident wrong letters) from a
 threshold problem (right letters below it).
 
     python scripts/router_errors.py --root . --tasks rs med ad sci fin --steps 600
@@ -58,7 +58,7 @@ def main() -> None:
         if label == R.BASE:
             counts["text_only_to_base" if route.task == R.BASE else "text_only_to_expert"] += 1
             continue
-        sure = "sure" if route.confidence >= cfg.min_confidence else "unsure"
+        sure = "sure" if route.confidence >= params.routing.min_confidence else "unsure"
         kind = "no_letter" if route.letter is None else ("right" if route.task == label else "wrong")
         counts[f"{kind}_{sure}" if route.letter else kind] += 1
         if kind == "wrong":
@@ -66,7 +66,8 @@ def main() -> None:
     n = sum(v for k, v in counts.items() if not k.startswith("text_only"))
     result = {
         "tasks": args.tasks,
-        "router": {k: getattr(cfg, k) for k in ("steps", "lr", "question_swaps", "min_confidence")},
+        "router": {k: getattr(cfg, k) for k in ("steps", "lr", "question_swaps")},
+        "min_confidence": params.routing.min_confidence,
         "train_seconds": seconds,
         "final_loss": stats.final_loss,
         "counts": dict(counts),

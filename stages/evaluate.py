@@ -16,7 +16,11 @@ def main(args) -> int:
     tasks_dir = args.tasks_dir or paths.tasks_dir
     judged = inputs_to_evaluate(params, base_dir=base, experts_dir=experts, router_dir=router, tasks_dir=tasks_dir)
     model = RoutedModel(
-        resolve_base(params.base, base), experts, router, trust_remote_code=params.base.trust_remote_code
+        resolve_base(params.base, base),
+        experts,
+        router,
+        trust_remote_code=params.base.trust_remote_code,
+        routing=params.routing,  # read now: a threshold change re-runs evaluate, never the router's training
     )
     result = evaluate_system(
         model,

@@ -203,9 +203,18 @@ class ExpertConfig(AdapterConfig):
     )
 
 
-class RouterConfig(AdapterConfig):
-    """The MLLM-based router: a LoRA on the base that answers with an expert's letter."""
+ROUTER_KINDS = ("mllm", "prototype", "cascade")
+MOVED_TO_ROUTING = ("min_confidence", "text_only_to_base")
 
+
+class RouterConfig(AdapterConfig):
+    """How the router is trained. `kind`: `mllm` is MR-LoRA's router, a LoRA on the base that answers with an
+    expert's letter; `prototype` routes by per-task Gaussians of the base's own image and question embeddings (no
+    adapter, no decoder pass); `cascade` asks the prototype first and the MLLM router only where it is unsure."""
+
+    kind: Literal["mllm", "prototype", "cascade"] = Field(
+        "mllm", description="mllm (MR-LoRA's LoRA router), prototype (base features) or cascade (prototype first)"
+    )
     steps: PositiveInt = Field(2000, description="optimizer steps")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     warmup_steps: NonNegativeInt = Field(20, description="linear warm-up steps before the cosine decay")
@@ -223,15 +232,40 @@ class RouterConfig(AdapterConfig):
     )
     base_suite: str = Field("language", description="suite whose questions teach the router the base fallback")
     eval_samples_per_task: PositiveInt = Field(100, description="held-out samples per task for router accuracy")
-    min_confidence: Probability = Field(0.5, description="below this, or on an illegal letter, the base answers")
-    text_only_to_base: bool = Field(False, description="true = never ask the router about text-only requests")
     novelty_samples_per_task: PositiveInt = Field(
         300, description="open set: training images per task to fit its profile, and as many others to calibrate it"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        """Routing thresholds are read at answer time now: say where a key of an older params.yaml went."""
+        moved = [k for k in (*MOVED_TO_ROUTING, "novelty_quantile") if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(
+                f"{', '.join('router.' + k for k in moved)} moved to {', '.join('routing.' + k for k in moved)} "
+                "(read when answering: changing it re-runs evaluate and gate, never the router's training)"
+            )
+        return data
+
+
+class RoutingConfig(Section):
+    """How routes are decided at answer time (evaluate, predict, serve), whatever the router's kind: changing these
+    re-runs evaluate and gate, never the router's training; a registry version records the ones it was gated with."""
+
+    min_confidence: Probability = Field(
+        0.5, description="MLLM router: below this confidence, or on an illegal letter, the base answers"
+    )
+    text_only_to_base: bool = Field(False, description="true = never ask the router about text-only requests")
     novelty_quantile: Probability = Field(
         0.99,
         description="open set: an image request farther from every learned task (base embeddings, Mahalanobis) "
         "than this quantile of held-out known requests goes to the base, flagged unknown; 1 = off",
+    )
+    cascade_confidence: Probability = Field(
+        0.9,
+        description="cascade: the prototype decides when its posterior for the nearest task is at least this; "
+        "below it the MLLM router is asked",
     )
 
 
@@ -427,6 +461,7 @@ class Params(Section):
     base: BaseConfig = Field(default_factory=BaseConfig)
     expert: ExpertConfig = Field(default_factory=ExpertConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)

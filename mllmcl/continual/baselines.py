@@ -451,6 +451,7 @@ def mr_lora_stages(
             paths.experts,
             router_dir,
             trust_remote_code=params.base.trust_remote_code,
+            routing=params.routing,
         )
         row, row_cells, info = routed_stage(model, "mr_lora", learned, n, params, paths, test_limit=test_limit)
         del model
@@ -535,7 +536,9 @@ def ncm_stages(
 
     base = resolve_base(params.base, paths.base)
     router_dir = router_dir or paths.router
-    model = RoutedModel(base, paths.experts, router_dir, trust_remote_code=params.base.trust_remote_code)
+    model = RoutedModel(
+        base, paths.experts, router_dir, trust_remote_code=params.base.trust_remote_code, routing=params.routing
+    )
     missing = [t for t in tasks if t not in model.experts]
     if missing:
         raise UserError(f"{router_dir}: its pool lacks {', '.join(missing)} (run `dvc repro` first)")

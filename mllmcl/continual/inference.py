@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mllmcl.config import RoutingConfig
 from mllmcl.continual.open_set import QUESTIONS, NoveltyProfile, compact
-from mllmcl.continual.router import BASE, Router, load_pool
+from mllmcl.continual.router import BASE, BaseFeatures, Router, load_pool, routing_router
 from mllmcl.errors import DataError
 from mllmcl.model.adapters import attach_adapters, mixed_batches
 from mllmcl.model.batching import encode, open_image
@@ -60,23 +61,25 @@ class RoutedModel:
         router_dir: Path,
         *,
         trust_remote_code: bool = False,
-        min_confidence: float | None = None,
+        routing: RoutingConfig | None = None,
     ):
         pool, meta = load_pool(router_dir)
+        self.kind = meta.get("kind", "mllm")
         experts = {e.task: Path(experts_dir) / e.task for e in pool if e.task != BASE}
         base, processor = load_base(base_path, trust_remote_code=trust_remote_code)
-        self.model = attach_adapters(base, {"router": Path(router_dir), **experts})
+        adapters = {**({} if self.kind == "prototype" else {"router": Path(router_dir)}), **experts}
+        self.model = attach_adapters(base, adapters)
         self.prompting = Prompting.for_model(base, processor)
         self.experts = list(experts)
-        self.router = Router(
-            self.model,
-            self.prompting,
-            pool,
-            min_confidence=meta["min_confidence"] if min_confidence is None else min_confidence,
-            text_only_to_base=meta.get("text_only_to_base", False),
-            open_set=NoveltyProfile.load(Path(router_dir)),
-            question_set=NoveltyProfile.load(Path(router_dir), QUESTIONS),
-        )
+        self.routing = routing or legacy_routing(meta)
+        images = NoveltyProfile.load(Path(router_dir))
+        questions = NoveltyProfile.load(Path(router_dir), QUESTIONS)
+        for profile in (images, questions):
+            if profile is not None and profile.calibration is not None:  # older profiles keep their threshold
+                profile.at_quantile(self.routing.novelty_quantile)
+        mllm = None if self.kind == "prototype" else Router(self.model, self.prompting, pool)
+        features = BaseFeatures(self.model, self.prompting)
+        self.router = routing_router(self.kind, mllm, features, pool, images, questions, self.routing)
 
     @classmethod
     def from_dir(cls, model_dir: Path, base_path: str | None = None, **kw) -> "RoutedModel":
@@ -168,6 +171,13 @@ class RoutedModel:
     def predict_grouped(self, requests: Sequence[Request], *, batch_size: int = 64) -> list[Prediction]:
         """`predict` with one answering pass per expert (for benchmarks against mixed-adapter batches)."""
         return self.predict(requests, batch_size=batch_size, mixed=False)
+
+
+def legacy_routing(pool_meta: dict) -> RoutingConfig:
+    """The routing thresholds of a router saved when they were part of its training (pool.json), else the defaults:
+    a registry version published before `routing:` existed answers as it was gated."""
+    kept = {k: pool_meta[k] for k in ("min_confidence", "text_only_to_base") if k in pool_meta}
+    return RoutingConfig(**kept)
 
 
 def _one_row_per_image(item) -> bool:

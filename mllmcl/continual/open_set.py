@@ -54,6 +54,8 @@ class NoveltyProfile:
     precisions: object  # (components, dim, dim) float32
     threshold: float = float("inf")
     quantile: float = 1.0
+    calibration: object = None  # sorted distances of the held-out known requests: any quantile can be read later
+    floor: float = 0.0  # the threshold never goes below this (float noise on tasks asked in fixed wordings)
 
     @classmethod
     def fit(cls, embeddings: Mapping[str, object], seed: int = 0) -> NoveltyProfile:
@@ -100,15 +102,36 @@ class NoveltyProfile:
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0)), nearest
 
     def calibrate(self, known, quantile: float) -> NoveltyProfile:
-        """Set the threshold at `quantile` of held-out known requests' distances (1.0: nothing is ever novel)."""
+        """Keep the held-out known requests' distances and set the threshold at their `quantile` (1.0: nothing is
+        ever novel)."""
+        import numpy as np
+
+        self.calibration = np.sort(self.distances(known)[0]).astype(np.float32) if len(known) else None
+        return self.at_quantile(quantile)
+
+    def at_quantile(self, quantile: float) -> NoveltyProfile:
+        """The threshold at another quantile of the kept calibration distances: what answer time applies
+        (`routing.novelty_quantile`), so that changing it never refits or retrains anything."""
         import numpy as np
 
         self.quantile = float(quantile)
-        if quantile >= 1.0 or not len(known):
+        if quantile >= 1.0 or self.calibration is None or not len(self.calibration):
             self.threshold = float("inf")
         else:
-            self.threshold = float(np.quantile(self.distances(known)[0], quantile))
+            self.threshold = max(float(np.quantile(self.calibration, quantile)), self.floor)
         return self
+
+    def task_distances(self, x):
+        """(n, tasks) distance of each row to each task's nearest Gaussian, with the task names in column order:
+        what the prototype router classifies by."""
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float32)
+        diff = x[:, None, :] - self.means[None, :, :]
+        d2 = np.maximum(np.einsum("ntd,tde,nte->nt", diff, self.precisions, diff), 0.0)
+        names = list(dict.fromkeys(self.tasks))
+        cols = [d2[:, [i for i, t in enumerate(self.tasks) if t == name]].min(axis=1) for name in names]
+        return np.sqrt(np.stack(cols, axis=1)), names
 
     def save(self, folder: Path, stem: str | None = None) -> None:
         """Into `folder` as open_set.safetensors/.json (images), or `stem`.safetensors/.json (the questions')."""
@@ -116,10 +139,11 @@ class NoveltyProfile:
         from safetensors.torch import save_file
 
         weights, meta_file = _files(Path(folder), stem)
-        save_file(
-            {"means": torch.from_numpy(self.means), "precisions": torch.from_numpy(self.precisions)}, str(weights)
-        )
-        meta = {"tasks": self.tasks, "threshold": self.threshold, "quantile": self.quantile}
+        tensors = {"means": torch.from_numpy(self.means), "precisions": torch.from_numpy(self.precisions)}
+        if self.calibration is not None:
+            tensors["calibration"] = torch.from_numpy(self.calibration)
+        save_file(tensors, str(weights))
+        meta = {"tasks": self.tasks, "threshold": self.threshold, "quantile": self.quantile, "floor": self.floor}
         meta_file.write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -133,7 +157,15 @@ class NoveltyProfile:
 
             arrays = load_file(str(weights))
             meta = json.loads(meta_file.read_text())
-            return cls(meta["tasks"], arrays["means"], arrays["precisions"], float(meta["threshold"]), meta["quantile"])
+            return cls(
+                meta["tasks"],
+                arrays["means"],
+                arrays["precisions"],
+                float(meta["threshold"]),
+                meta["quantile"],
+                arrays.get("calibration"),
+                float(meta.get("floor", 0.0)),
+            )
         except Exception as e:  # a damaged or older-format profile is a broken model folder, named as such
             raise ModelLoadError(
                 f"{weights}: unreadable open-set profile ({type(e).__name__}: {e}); retrain the router"

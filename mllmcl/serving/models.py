@@ -63,7 +63,13 @@ def load_served(params: Params, root: Path, ref: str = WORKSPACE, *, version: st
     trust = params.base.trust_remote_code
     base_info = {"build": params.base.build, "name_or_path": params.base.name_or_path}
     if ref == WORKSPACE:
-        model = RoutedModel(resolve_base(params.base, paths.base), paths.experts, paths.router, trust_remote_code=trust)
+        model = RoutedModel(
+            resolve_base(params.base, paths.base),
+            paths.experts,
+            paths.router,
+            trust_remote_code=trust,
+            routing=params.routing,
+        )
         return Served(model, WORKSPACE, list(model.experts), base_info, ref)
     from mllmcl.release.registry import Registry
 
@@ -80,9 +86,27 @@ def load_served(params: Params, root: Path, ref: str = WORKSPACE, *, version: st
         base = resolve_base(params.base, paths.base)
         current = {**base_identity(params.base, paths.base), "name_or_path": base}
         require_same_base(manifest.get("base"), current, what=f"version {version}")
-    model = RoutedModel.from_dir(model_dir, base_path=base, trust_remote_code=trust)
+    model = RoutedModel.from_dir(model_dir, base_path=base, trust_remote_code=trust, routing=gated_routing(manifest))
     tasks = list(manifest.get("tasks") or model.experts)
     return Served(model, version, tasks, manifest.get("base") or base_info, ref)
+
+
+def gated_routing(manifest: dict):
+    """The routing thresholds a version was gated with (its manifest's params), so it answers as it was judged;
+    None for a version published before `routing:` existed (its router folder keeps them)."""
+    from pydantic import ValidationError
+
+    from mllmcl.config import RoutingConfig
+    from mllmcl.errors import ModelLoadError
+
+    recorded = ((manifest.get("params") or {}).get("routing")) if isinstance(manifest, dict) else None
+    if recorded is None:
+        return None
+    try:
+        return RoutingConfig(**recorded)
+    except (TypeError, ValidationError) as e:
+        where = f"version {manifest.get('version')}"
+        raise ModelLoadError(f"{where}: unreadable routing settings in its manifest ({e})") from None
 
 
 class ModelHolder:

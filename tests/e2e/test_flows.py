@@ -46,7 +46,7 @@ def test_a_failed_gate_ends_the_run_rejected_and_promotes_nothing(project):
     before = _registry(project).alias("production")
     text = (project / "params.yaml").read_text()
     params = yaml.safe_load(text)
-    params["router"]["min_confidence"] = 1.0
+    params["routing"]["min_confidence"] = 1.0
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         state = continual_stage(root=str(project), push=False, return_state=True)

@@ -62,7 +62,8 @@ def _stale(root) -> set[str]:
 
 
 def test_params_are_declared_per_key(project):
-    """router.steps re-runs the router and what consumes it; compute.threads re-runs nothing."""
+    """router.steps re-runs the router and what consumes it; compute.threads re-runs nothing; a routing threshold
+    re-runs evaluate, not the router."""
     root = project["root"]
     before = _edit_params(root, lambda p: p["router"].update(steps=p["router"]["steps"] + 1))
     try:
@@ -75,6 +76,11 @@ def test_params_are_declared_per_key(project):
     before = _edit_params(root, lambda p: p["compute"].update(threads=2))
     try:
         assert _stale(root) == set()
+    finally:
+        (root / "params.yaml").write_text(before)
+    before = _edit_params(root, lambda p: p["routing"].update(min_confidence=0.6))
+    try:  # a routing threshold is read when answering: evaluate (and, through eval.json, the gate), never training
+        assert _stale(root) == {"evaluate"}
     finally:
         (root / "params.yaml").write_text(before)
 
@@ -130,7 +136,7 @@ def test_a_planted_regression_fails_the_gate_on_a_real_threshold(project):
     pp.run(["git", "commit", "-qm", "first candidate"], root)
     assert main(["registry", "promote", "--root", str(root), "--require-reproducible"]) == 0
     production = json.loads((root / "metrics/eval.json").read_text())["tasks"]
-    before = _edit_params(root, lambda p: p["router"].update(min_confidence=1.0))
+    before = _edit_params(root, lambda p: p["routing"].update(min_confidence=1.0))
     try:
         pp.dvc(root, "repro")
         gate = json.loads((root / "metrics/gate.json").read_text())

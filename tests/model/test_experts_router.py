@@ -54,7 +54,7 @@ def test_expert_folder_holds_adapter_and_stats_only(trained, toy_root):
 def test_router_pool_lists_experts_and_base(trained, toy_root):
     pool = json.loads((toy_root / "models/router/pool.json").read_text())
     assert [e["task"] for e in pool["experts"]] == ["colour", "where", "base"]
-    assert pool["min_confidence"] == 0.5 and "base model" in pool["fallback"]
+    assert pool["kind"] == "mllm" and "base model" in pool["fallback"]
 
 
 def test_an_expert_learns_its_task_and_the_router_routes(trained):

@@ -66,7 +66,7 @@ BAD = [
     ("endpoint-not-http", "storage.s3.endpoint_url", "ftp://x", ["storage.s3.endpoint_url", "URL"]),
     ("cron-word", "schedule.cron", "daily", ["schedule.cron", "cron"]),
     ("image-size-mismatch", "data.image_size", 32, ["data.image_size", "base.tiny.image_size"]),
-    ("min-confidence-null", "router.min_confidence", None, ["router.min_confidence", "null"]),
+    ("min-confidence-null", "routing.min_confidence", None, ["routing.min_confidence", "null"]),
     ("approval-not-bool", "gate.require_approval", "maybe", ["gate.require_approval", "true or false"]),
     ("dropout-one", "expert.lora_dropout", 1.0, ["expert.lora_dropout", "< 1"]),
     ("tasks-removed", "tasks", DELETE, ["tasks", "missing"]),

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mllmcl.continual import router as router_module
 from mllmcl.continual.router import BASE, BASE_LETTER, Route, Router, build_pool
+from mllmcl.continual.router import mllm as router_module
 
 TASKS = ["rs", "med", "ad"]
 # token id -> text, as a BPE tokenizer would decode each id alone
