@@ -83,8 +83,8 @@ def fingerprint(
     language_suite: str,
     predictions_dir: Path | None = None,
 ) -> dict:
-    """The `judged` record of an evaluation: candidate id, per-file sha256, base identity, test-set digests and,
-    once written, the digests of its answer files (`predictions_dir`)."""
+    """The `judged` record of an evaluation: candidate id, per-file sha256, base identity, test-set digests, the
+    routing thresholds it answered with and, once written, the digests of its answer files (`predictions_dir`)."""
     files = model_files(params, base_dir=base_dir, experts_dir=experts_dir, router_dir=router_dir)
     shas = {rel: sha256_file(path) for rel, path in sorted(files.items())}
     suites = [*params.tasks, language_suite]
@@ -93,13 +93,14 @@ def fingerprint(
         "files": shas,
         "base": base_identity(params.base, Path(base_dir)),
         "test_sets": {t: split_digest(Path(tasks_dir) / t) for t in suites},
+        "routing": params.routing.model_dump(mode="json"),  # read when answering: part of what was measured
     }
     if predictions_dir is not None:
         out["predictions"] = prediction_digests(predictions_dir, suites)
     return out
 
 
-RECORD_MAPS = ("files", "base", "test_sets", "predictions")
+RECORD_MAPS = ("files", "base", "test_sets", "predictions", "routing")
 
 
 def as_record(fp: dict) -> dict:
@@ -152,6 +153,10 @@ def differences(recorded: dict, current: dict) -> list[str]:
     answers = [t for t in sorted(old_answers.keys() | new_answers.keys()) if old_answers.get(t) != new_answers.get(t)]
     if answers:
         out.append(f"answer files (reports/predictions): {', '.join(answers)}")
+    old_routing, new_routing = recorded.get("routing") or {}, current.get("routing") or {}
+    routing = [k for k in sorted(old_routing.keys() | new_routing.keys()) if old_routing.get(k) != new_routing.get(k)]
+    if routing:
+        out.append(f"routing: {', '.join(routing)}")
     return out
 
 

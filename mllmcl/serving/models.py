@@ -92,14 +92,16 @@ def load_served(params: Params, root: Path, ref: str = WORKSPACE, *, version: st
 
 
 def gated_routing(manifest: dict):
-    """The routing thresholds a version was gated with (its manifest's params), so it answers as it was judged;
-    None for a version published before `routing:` existed (its router folder keeps them)."""
+    """The routing thresholds a version was evaluated and gated with (its evaluation's `judged` record), so it answers
+    as it was judged; None for a version published before `routing:` existed (its router folder keeps them)."""
     from pydantic import ValidationError
 
     from mllmcl.config import RoutingConfig
     from mllmcl.errors import ModelLoadError
+    from mllmcl.release.evidence import recorded as judged_record
 
-    recorded = ((manifest.get("params") or {}).get("routing")) if isinstance(manifest, dict) else None
+    judged = judged_record(manifest.get("eval")) if isinstance(manifest, dict) else None
+    recorded = (judged or {}).get("routing")
     if recorded is None:
         return None
     try:

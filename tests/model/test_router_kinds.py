@@ -108,8 +108,9 @@ def test_a_routing_threshold_is_read_when_answering_and_never_retrains(kinds):
 def test_a_registry_version_answers_with_the_thresholds_it_was_gated_with():
     from mllmcl.serving.models import gated_routing
 
-    manifest = {"version": "v-1", "params": {"routing": {"min_confidence": 0.8, "cascade_confidence": 0.7}}}
-    assert gated_routing(manifest) == RoutingConfig(min_confidence=0.8, cascade_confidence=0.7)
+    judged = {"candidate": "v-1", "files": [], "routing": [["min_confidence", 0.8], ["cascade_confidence", 0.7]]}
+    manifest = {"version": "v-1", "eval": {"judged": judged}, "params": {"routing": {"min_confidence": 0.1}}}
+    assert gated_routing(manifest) == RoutingConfig(min_confidence=0.8, cascade_confidence=0.7)  # not the params
     assert gated_routing({"version": "v-0", "params": {}}) is None  # older: its router folder keeps them
 
 

@@ -124,6 +124,14 @@ def test_a_forced_promotion_over_another_baseline_is_recorded_as_forced(tmp_path
     assert registry.verify_audit().entries[-1]["action"] == "force-promote"
 
 
+def test_routing_thresholds_changed_after_the_evaluation_are_refused(tmp_path):
+    params, paths = _workspace(tmp_path)
+    _evaluated(params, paths)
+    looser = params.model_copy(update={"routing": params.routing.model_copy(update={"min_confidence": 0.1})})
+    with pytest.raises(StaleEvaluation, match=r"\(routing: min_confidence\)"):
+        promote_candidate(looser, paths)
+
+
 def test_a_gate_decision_on_another_evaluation_of_the_same_files_is_refused(tmp_path):
     params, paths = _workspace(tmp_path)
     _evaluated(params, paths)
