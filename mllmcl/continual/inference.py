@@ -87,6 +87,10 @@ class RoutedModel:
         model_dir = Path(model_dir)
         return cls(base_path or str(model_dir / "base"), model_dir / "experts", model_dir / "router", **kw)
 
+    def encode(self, requests: Sequence[Request]) -> list:
+        """Each request through the base's processor and prompt (what answering and the base's features read)."""
+        return [encode(self.prompting, r.question, r.image) for r in requests]
+
     def _check_expert(self, expert: str) -> None:
         if expert != BASE and expert not in self.experts:
             raise DataError(f"no expert named '{expert}' (have: {', '.join(self.experts)})")
@@ -96,14 +100,17 @@ class RoutedModel:
         self._check_expert(expert)
         return self.answer_mixed([expert] * len(requests), requests, batch_size=batch_size)
 
-    def answer_mixed(self, experts: Sequence[str], requests: Sequence[Request], *, batch_size: int = 64) -> list[str]:
+    def answer_mixed(
+        self, experts: Sequence[str], requests: Sequence[Request], *, batch_size: int = 64, encoded=None
+    ) -> list[str]:
         """Each request answered by its own expert ("base": no adapter), in shared forward passes: one for the image
         requests and one for the text-only ones. PEFT dispatches per row, so an expert's own projector (trained in
         full, `modules_to_save`) must see exactly one image tensor per row; an architecture that splits an image into
-        several tiles or patches rows falls back to one pass per expert for its image requests."""
+        several tiles or patches rows falls back to one pass per expert for its image requests. `encoded`: the
+        requests already through the processor (predict shares them with the prototype router)."""
         for expert in set(experts):
             self._check_expert(expert)
-        enc = [encode(self.prompting, r.question, r.image) for r in requests]
+        enc = encoded if encoded is not None else self.encode(requests)
         names = [BASE_ADAPTER if e == BASE else e for e in experts]
         answers: list[str] = [""] * len(requests)
         image_rows = [i for i, e in enumerate(enc) if e.extras]
@@ -138,10 +145,13 @@ class RoutedModel:
         """Route and answer a batch: one routing pass, then one mixed-adapter pass (`mixed=False`: one pass per
         expert, the older way, kept to measure what mixing buys)."""
         t0 = time.perf_counter()
-        routes = self.router.route([(r.image, r.question) for r in requests], batch_size=batch_size)
+        # the processor runs once per request: a router that reads the base's features (prototype, cascade) takes the
+        # same encoded inputs the answering pass does
+        encoded = self.encode(requests) if self.kind != "mllm" else None
+        routes = self.router.route([(r.image, r.question) for r in requests], batch_size=batch_size, encoded=encoded)
         experts = [route.task for route in routes]
         if mixed:
-            answers = self.answer_mixed(experts, requests, batch_size=batch_size)
+            answers = self.answer_mixed(experts, requests, batch_size=batch_size, encoded=encoded)
         else:
             answers = [""] * len(requests)
             groups: dict[str, list[int]] = {}

@@ -33,8 +33,9 @@ class CascadeRouter:
                 out.append(i)
         return out
 
-    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
-        routes = self.prototype.route(requests, batch_size=batch_size)
+    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64, encoded=None) -> list[Route]:
+        """The prototype's routes, the MLLM router's where the prototype is unsure."""
+        routes = self.prototype.route(requests, batch_size=batch_size, encoded=encoded)
         ask = self.unsure(requests, routes)
         if ask:
             for i, route in zip(ask, self.mllm.route([requests[i] for i in ask], batch_size=batch_size)):

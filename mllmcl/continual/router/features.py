@@ -24,9 +24,9 @@ class BaseFeatures:
         """The base alone: a PeftModel's adapters off (an expert may train its own projector), else nothing to do."""
         return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()
 
-    def image_embeddings(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list:
+    def image_embeddings(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64, encoded=None) -> list:
         """Compact image embedding of each (image, question) request, None for a text-only one: the vision tower and
-        projector run, the decoder does not."""
+        projector run, the decoder does not. `encoded`: the requests already through the processor."""
         import torch
 
         device = next(self.model.parameters()).device
@@ -35,7 +35,8 @@ class BaseFeatures:
         with torch.inference_mode(), self._plain():
             for start in range(0, len(requests), batch_size):
                 chunk = requests[start : start + batch_size]
-                batch = collate([encode(self.prompting, q, image) for image, q in chunk], pad)
+                items = encoded[start : start + batch_size] if encoded is not None else None
+                batch = collate(items or [encode(self.prompting, q, image) for image, q in chunk], pad)
                 batch.pop("labels")
                 batch = {k: v.to(device) for k, v in batch.items()}
                 hidden = decoder_input_embeddings(self.model, batch)

@@ -49,8 +49,9 @@ class Router:
     def encode(self, image, question: str) -> Encoded:
         return encode(self.prompting, router_question(self.pool, question), image, prefix=router_pool_text(self.pool))
 
-    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64) -> list[Route]:
-        """requests: (PIL image or None, question) pairs. Each route carries the base's image embedding, read off the
+    def route(self, requests: Sequence[tuple[object, str]], *, batch_size: int = 64, encoded=None) -> list[Route]:
+        """requests: (PIL image or None, question) pairs (`encoded` is for routers that read the base's plain
+        encoding; this one reads its own prompt). Each route carries the base's image embedding, read off the
         same forward pass, and the open-set verdict."""
         import torch
 
