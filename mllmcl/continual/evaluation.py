@@ -49,6 +49,8 @@ class EvalResult:
     router_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     base_accuracy: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    router_kind: str = "mllm"
+    mllm_share: float = 1.0  # requests that paid an MLLM-router pass (a cascade asks it only where unsure)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,6 +66,8 @@ class EvalResult:
             router_confusion=data.get("router_confusion", {}),
             base_accuracy=data.get("base_accuracy", {}),
             seconds=data.get("seconds", 0.0),
+            router_kind=data.get("router_kind", "mllm"),
+            mllm_share=data.get("mllm_share", 1.0),
         )
 
 
@@ -117,7 +121,7 @@ def evaluate_system(
     confusions: dict[str, dict[str, int]] = {}
     base_accuracy: dict[str, float] = {}
     language = None
-    routed_right = routed_total = 0
+    routed_right = routed_total = asked = answered = 0
     for task in [*tasks, language_suite]:
         folder = Path(tasks_dir) / task
         records = rec_io.read_records(folder / "test.jsonl")[:max_per_task]
@@ -127,6 +131,8 @@ def evaluate_system(
         confusion: dict[str, int] = {}
         for p in preds:
             confusion[p.expert] = confusion.get(p.expert, 0) + 1
+        asked += sum(getattr(p, "routed_by", "mllm") == "mllm" for p in preds)
+        answered += len(preds)
         confusions[task] = confusion
         router_acc = round(confusion.get(expected, 0) / max(1, len(preds)), 4)
         if task == language_suite:
@@ -148,6 +154,8 @@ def evaluate_system(
         router_confusion=confusions,
         base_accuracy=base_accuracy,
         seconds=round(time.perf_counter() - t0, 2),
+        router_kind=getattr(model, "kind", "mllm"),
+        mllm_share=round(asked / max(1, answered), 4),
     )
 
 

@@ -45,6 +45,7 @@ class Prediction:
     novelty: float | None = None
     image_embedding: list[float] | None = None
     question_embedding: list[float] | None = None
+    routed_by: str = "mllm"  # which router decided ("prototype" or "mllm"): a cascade's share of MLLM passes
 
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -174,6 +175,7 @@ class RoutedModel:
                 novelty=None if routes[i].novelty is None else round(routes[i].novelty, 4),
                 image_embedding=_rounded(routes[i].image_embedding),
                 question_embedding=_rounded(questions[i]),
+                routed_by=routes[i].by,
             )
             for i, r in enumerate(requests)
         ]

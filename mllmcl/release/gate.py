@@ -333,6 +333,11 @@ def evaluate_gate(
             router,
             policy.min_router_accuracy,
             f"requests routed to the right expert: {router:.3f}"
+            + (
+                f" ({eval_json.get('router_kind')} router; {eval_json['mllm_share']:.0%} asked the MLLM router)"
+                if isinstance(eval_json.get("mllm_share"), int | float)
+                else ""
+            )
             if router is not None
             else "no numeric router accuracy in eval.json (the check fails closed)",
         )

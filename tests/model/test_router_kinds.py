@@ -119,3 +119,24 @@ def test_an_older_params_file_is_told_where_the_thresholds_went():
 
     with pytest.raises(ConfigError, match=r"router.min_confidence moved to routing.min_confidence \(read when answ"):
         toy.params(router={"min_confidence": 0.5})
+
+
+def test_evaluation_reports_the_kind_and_the_share_that_asked_the_mllm_router(kinds, tmp_path):
+    from mllmcl.continual.evaluation import evaluate_system
+
+    paths, shares = kinds["paths"], {}
+    for kind in ("mllm", "prototype", "cascade"):
+        result = evaluate_system(
+            _model(kinds, kind, cascade_confidence=0.0),  # the cascade asks only for the text-only requests
+            list(toy.TASKS),
+            tasks_dir=paths.tasks_dir,
+            predictions_dir=tmp_path / kind,
+            experts_dir=paths.experts,
+            max_per_task=8,
+        )
+        assert result.router_kind == kind
+        shares[kind] = result.mllm_share
+    from mllmcl.data.records import read_records
+
+    language = min(8, len(read_records(paths.tasks_dir / "language" / "test.jsonl")))  # its text-only requests
+    assert shares == {"mllm": 1.0, "prototype": 0.0, "cascade": round(language / (8 * len(toy.TASKS) + language), 4)}
