@@ -172,7 +172,8 @@ def main() -> None:
             print(f"{kind}: {json.dumps(kinds[kind])} ({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.root, capture_output=True, text=True).stdout.strip()
+    code = Path(__file__).resolve().parents[1]  # the code measured, wherever the workspace is
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit or None,
