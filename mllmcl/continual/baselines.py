@@ -497,7 +497,9 @@ class NearestMeanRouter:
         self.tasks = list(means)
         self.means = np.stack([means[t] for t in self.tasks])
 
-    def route(self, requests, *, batch_size: int = 64) -> list:
+    def route(self, requests, *, batch_size: int = 64, encoded=None) -> list:
+        """Routes as the routers of mllmcl.continual.router do (`encoded` is unused: its features come from the
+        MLLM router's own prompt)."""
         import numpy as np
 
         from mllmcl.continual.router import BASE, Route

@@ -99,32 +99,13 @@ class PrototypeRouter:
         for k, i in enumerate(rows):
             best = int(posterior[k].argmax())
             task, conf, d = self.tasks[best], float(posterior[k, best]), float(novelty[k])
-            raw = f"prototype: {task} p={conf:.3f}"
+            raw, known = f"prototype: {task} p={conf:.3f}", True
             if d > self.images.threshold:  # an image unlike every learned task
+                known = False
                 if known_question[k]:  # a learned task in a new look: its expert answers, drift is flagged
-                    routes[i] = Route(
-                        task,
-                        self.letter.get(task),
-                        conf,
-                        raw + " (novel image, known question)",
-                        known=False,
-                        novelty=d,
-                        image_embedding=images[k],
-                        by=self.kind,
-                    )
+                    raw += " (novel image, known question)"
                 else:
-                    routes[i] = Route(
-                        BASE,
-                        None,
-                        conf,
-                        raw + " (novel image)",
-                        known=False,
-                        novelty=d,
-                        image_embedding=images[k],
-                        by=self.kind,
-                    )
-            else:
-                routes[i] = Route(
-                    task, self.letter.get(task), conf, raw, novelty=d, image_embedding=images[k], by=self.kind
-                )
+                    task, raw = BASE, raw + " (novel image)"
+            letter = self.letter.get(task) if task != BASE else None
+            routes[i] = Route(task, letter, conf, raw, known=known, novelty=d, image_embedding=images[k], by=self.kind)
         return routes
