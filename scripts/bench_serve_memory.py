@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ class Server:
     """A fresh server process for one scenario."""
 
     def __enter__(self):
-        self.port_file = Path(f"/tmp/bench-serve-memory-{os.getpid()}-{time.monotonic_ns()}.url")
+        self.port_file = Path(tempfile.gettempdir()) / f"bench-serve-memory-{os.getpid()}-{time.monotonic_ns()}.url"
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(self.port_file)],
             cwd=ROOT,
