@@ -14,7 +14,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one worker per core: one torch thread each, in the workers and in every process they start (two
-    # threads beside a busy neighbour made a training step ~10x slower here, STACK.md). Set before torch is imported.
+    # threads beside a busy neighbour made a training step ~10x slower here). Set before torch is imported.
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
 

@@ -1,4 +1,4 @@
-"""The continual-learning baselines MR-LoRA is judged against (METHOD.md), on the workspace's base and task
+"""The continual-learning baselines MR-LoRA is judged against (from the MLLM-CL paper and Srivastava et al.), on the workspace's base and task
 data: the zero-shot base (lower bound), sequential LoRA fine-tuning (LoRA-FT: ONE shared adapter trained
 task after task, the forgetting MR-LoRA avoids), LoRA-FT with a replay memory, mSGM (soft targets, with and
 without rehearsal), joint multi-task LoRA (the classic upper bound), per-task experts with oracle routing

@@ -1,6 +1,6 @@
 """The claims a benchmark run is read for, checked on its own numbers: does MR-LoRA keep what it learned, how close
 does routing come to the oracle, does the benchmark show forgetting at all, and does mSGM bound the text-only
-erosion (MLLM-CL and Srivastava et al., METHOD.md). Each claim is judged on the mean over the runs and counted run by
+erosion (the MLLM-CL paper and Srivastava et al.). Each claim is judged on the mean over the runs and counted run by
 run, so a claim that holds on average but not in every seed and order says so."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 # alters how a method trains or is scored, so a resumed run measures again instead of mixing old and new results.
 # 2: validation split and early stopping for every method; routers with a question profile.
 RESULTS_VERSION = 2
-MSGM_LABEL_SMOOTHING = 0.01  # soft targets of mSGM (Srivastava et al., METHOD.md)
+MSGM_LABEL_SMOOTHING = 0.01  # soft targets of mSGM (Srivastava et al.)
 DEFAULT_REPLAY_PER_TASK = 50  # memory of the replay baselines: training records kept per earlier task
 
 

@@ -40,7 +40,7 @@ class LanguageScore:
 
 @dataclass
 class EvalResult:
-    """metrics/eval.json (DESIGN.md's contract plus the confusion, zero-shot base accuracies and timing)."""
+    """metrics/eval.json (the contract other parts read, plus the confusion, zero-shot base accuracies and timing)."""
 
     tasks: dict[str, TaskScore]
     language: LanguageScore | None

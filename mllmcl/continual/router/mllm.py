@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from mllmcl.config import Params, RoutingConfig
+from mllmcl.config import Params
 from mllmcl.continual.open_set import NoveltyProfile, compact
 from mllmcl.continual.router.pool import BASE, PoolEntry, Route, build_pool, router_pool_text, router_question
 from mllmcl.continual.router.replay import labelled_request, labelled_sets, question_swaps
@@ -217,13 +217,5 @@ def fit_router(
         fingerprint_extra={"pool": [asdict(e) for e in pool]},
         precision=params.compute.mixed_precision,
     )
-    routing = RoutingConfig()  # what training measures with; answer time applies params' `routing:`
-    router = Router(
-        peft_model,
-        prompting,
-        pool,
-        min_confidence=routing.min_confidence,
-        text_only_to_base=routing.text_only_to_base,
-        adapter="default",
-    )
-    return router, stats
+    # thresholds are the defaults here: train_router and RoutedModel apply the `routing:` they answer with
+    return Router(peft_model, prompting, pool, adapter="default"), stats
